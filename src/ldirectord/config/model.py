@@ -133,6 +133,9 @@ class CheckSpec:
     checkcount: int = 1
     failurecount: int = 1
     checkinterval: float = 10.0  # effective for this virtual
+    #: Our extensions (not in ldirectord), off by default; see docs/engine.md.
+    rise: int = 1  # successes in a row before a down real is put back
+    fastinterval: float | None = None  # re-check interval after a failed check (None = off)
 
 
 @dataclass(frozen=True, slots=True)
