@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -32,6 +34,7 @@ class Reason(StrEnum):
     TIMEOUT = "timeout"
     REFUSED = "refused"
     RESET = "reset"
+    CLOSED = "closed"  # the peer closed the connection (FIN) before the check was done
     UNREACHABLE = "unreachable"
     TLS = "tls"
     BAD_STATUS = "bad_status"
@@ -91,7 +94,9 @@ class CheckTarget:
             Service.RADIUS,
         ):
             return self.spec.negotiatetimeout
-        if self.kind is CheckType.PING:
+        if self.kind is CheckType.PING or (
+            self.kind is CheckType.CONNECT and self.protocol is Protocol.UDP
+        ):  # a connect check of a UDP virtual is a ping (checkcount attempts of CT each)
             return self.spec.checktimeout * max(1, self.spec.checkcount)
         return self.spec.checktimeout
 
@@ -132,18 +137,40 @@ def target_for(
 Check = Callable[[CheckTarget], Awaitable[Outcome]]
 
 
+class CheckFailed(Exception):  # noqa: N818 - a result, not an error of ours
+    """Raised inside a check to end it as down with this reason; ``guarded`` maps it."""
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__(detail or reason.value)
+        self.reason = reason
+        self.detail = detail
+
+
+#: What the running check is doing (``connect``, ``tls handshake``, ``waiting for status``...),
+#: so a timeout can say where it happened. Set with set_phase(); guarded() resets it per check.
+_PHASE: ContextVar[str] = ContextVar("ldirectord_check_phase", default="")
+
+
+def set_phase(phase: str) -> None:
+    _PHASE.set(phase)
+
+
 def reason_for(exc: BaseException) -> Reason:
     """Map a foreign exception to a Reason (the boundary where exceptions become data)."""
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return Reason.TIMEOUT
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return Reason.TLS
+    if isinstance(exc, socket.gaierror):
+        return Reason.RESOLVE
     if isinstance(exc, ConnectionRefusedError):
         return Reason.REFUSED
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
         return Reason.RESET
     if isinstance(exc, asyncio.IncompleteReadError | EOFError):
-        return Reason.RESET
+        return Reason.CLOSED
+    if isinstance(exc, asyncio.LimitOverrunError):
+        return Reason.PROTOCOL
     if isinstance(exc, OSError):
         if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
             return Reason.UNREACHABLE
@@ -165,13 +192,21 @@ async def guarded(check: Check, target: CheckTarget, deadline: float | None = No
     """
     limit = target.deadline if deadline is None else deadline
     start = time.monotonic()
+    token = _PHASE.set("")
     try:
         async with asyncio.timeout(limit):
             outcome = await check(target)
     except TimeoutError:
-        outcome = Outcome.down(Reason.TIMEOUT, f"no answer within {limit:g} s")
+        phase = _PHASE.get()
+        outcome = Outcome.down(
+            Reason.TIMEOUT, f"no answer within {limit:g} s" + (f" ({phase})" if phase else "")
+        )
     except asyncio.CancelledError:
         raise
+    except CheckFailed as exc:
+        outcome = Outcome.down(exc.reason, exc.detail)
     except Exception as exc:  # the boundary: a check must never raise
         outcome = Outcome.down(reason_for(exc), f"{type(exc).__name__}: {exc}"[:200])
+    finally:
+        _PHASE.reset(token)
     return Outcome(outcome.up, outcome.reason, outcome.detail, time.monotonic() - start)

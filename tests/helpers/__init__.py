@@ -1,0 +1,1 @@
+"""Test helpers shared by every suite: hostile peers (hostile.py), the nginx fixture (nginx.py)."""
