@@ -1,0 +1,67 @@
+"""Choose the forwarding backend: ``--backend auto|ipvs|dryrun`` (``--dry-run`` = dryrun).
+
+``auto`` takes IPVS when ``IpvsBackend.usable()`` says so (root, ip_vs loaded, netlink works)
+and otherwise the dry-run backend, with a clear warning saying why. ``ipvs`` that is not usable
+is an error (the operator asked for it). Knows nothing else about either backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ldirectord.errors import BackendError
+from ldirectord.forwarding.base import Backend
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    backend: Backend
+    name: str  # "ipvs" or "dryrun"
+    warning: str | None  # why auto fell back to dry-run
+
+
+def _load(module: str, attr: str) -> Any:
+    return getattr(importlib.import_module(module), attr)
+
+
+def make_dryrun(log: Callable[[str], None]) -> Backend:
+    cls = _load("ldirectord.forwarding.dryrun", "DryRunBackend")
+    try:
+        backend: Backend = cls(log=log)
+    except TypeError:
+        backend = cls()
+    return backend
+
+
+async def ipvs_unusable_reason() -> tuple[Backend | None, str | None]:
+    try:
+        cls = _load("ldirectord.forwarding.ipvs", "IpvsBackend")
+    except (ImportError, AttributeError) as exc:
+        return None, f"the IPVS backend is not available ({exc})"
+    try:
+        backend: Backend = cls()
+        reason: str | None = await backend.usable()  # type: ignore[attr-defined]
+    except (OSError, BackendError) as exc:
+        return None, f"IPVS is not usable: {exc}"
+    if reason is not None:
+        await backend.close()
+        return None, reason
+    return backend, None
+
+
+async def choose(kind: str, log: Callable[[str], None]) -> Choice:
+    if kind == "dryrun":
+        return Choice(make_dryrun(log), "dryrun", None)
+    backend, reason = await ipvs_unusable_reason()
+    if backend is not None:
+        return Choice(backend, "ipvs", None)
+    if kind == "ipvs":
+        raise BackendError(f"--backend ipvs: {reason}")
+    warning = (
+        f"WARNING: {reason}; running with the dry-run backend: health checks, pulse and "
+        "status work, but NO kernel IPVS table is changed"
+    )
+    return Choice(make_dryrun(log), "dryrun", warning)

@@ -1,0 +1,446 @@
+"""The running daemon: start-up, the command loop, reload, stop. One asyncio loop, no blocking.
+
+Owns the lifecycle around the engine's Director: choose the backend, start the Director (first
+reconcile + first checks), then serve queued commands (signals, the autoreload poll) until
+stopped. A reload validates the whole new config first (on a worker thread, under a deadline);
+on ANY error the running config stays untouched and every problem is logged as file:line:col.
+Side effects of progress — the pulse and watchdog, monitorfile lines, e-mail alerts, the state
+file for ``status`` — hang off the engine's events here.
+
+Knows nothing about the command line (control.py) or daemonising (control.py does the forks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import importlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ldirectord import LEGACY_VERSION_LINE
+from ldirectord.checks.base import CheckTarget, Outcome, target_for
+from ldirectord.config.model import CheckType, Config, DaemonStatus, RealServer, VirtualService
+from ldirectord.errors import ConfigError
+from ldirectord.runtime import backends, monitorfile, signals
+from ldirectord.runtime.alerts import EmailAlerts
+from ldirectord.runtime.logsetup import Logger
+from ldirectord.runtime.pulse import ErrorGate, FileWriter, Pulse
+from ldirectord.runtime.sdnotify import Notifier, scrub_environment
+from ldirectord.runtime.stall import StallDetector, install_test_stall_hook
+from ldirectord.runtime.state import STATE_SCHEMA, as_mapping, encode_state
+
+CONFIG_LOAD_TIMEOUT = 30.0  # reading + validating (names resolved) a config on reload
+CALLBACK_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0  # the Director's stop (cleanstop purge) must fit inside control's wait
+STALL_THRESHOLD = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    config_path: str  # absolute
+    cfgname: str
+    backend: str  # auto | ipvs | dryrun
+    pulse_file: str
+    state_file: str
+    debug: bool = False
+
+
+def load_config(path: str) -> Config:
+    """``ldirectord.config.load``; raises ConfigError (every problem) or OSError."""
+    loader: Callable[[str], Config] = importlib.import_module("ldirectord.config").load
+    return loader(path)
+
+
+def file_digest(path: str) -> tuple[tuple[int, int, int], str | None]:
+    """((mtime_ns, size, inode), sha256) of the config; the hash is None when unreadable."""
+    st = os.stat(path)
+    key = (st.st_mtime_ns, st.st_size, st.st_ino)
+    try:
+        with open(path, "rb") as handle:
+            return key, hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return key, None
+
+
+@dataclass
+class Counters:
+    checks_completed: int = 0
+    reloads: int = 0
+    failed_reloads: int = 0
+    started: float = field(default_factory=time.time)
+
+
+class Events:
+    """The engine's EventSink: log lines, check progress, real-server changes."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._d = daemon
+
+    def log(self, message: str) -> None:
+        self._d.logger.log(message)
+
+    def check_done(self, target: CheckTarget, outcome: Outcome) -> None:
+        self._d.on_check_done(target, outcome)
+
+    def real_changed(
+        self,
+        virtual: VirtualService,
+        real: RealServer | Any,
+        up: bool,
+        message: str,
+        outcome: Outcome | None = None,
+    ) -> None:
+        self._d.on_real_changed(virtual, real, up, message)
+
+    def fallback_command(self, virtual: VirtualService, action: str) -> None:
+        return None
+
+
+class Daemon:
+    def __init__(
+        self,
+        options: DaemonOptions,
+        config: Config,
+        logger: Logger,
+        *,
+        notifier: Notifier | None = None,
+        on_started: Callable[[str | None], None] | None = None,
+    ) -> None:
+        self.options = options
+        self.config = config
+        self.logger = logger
+        self.notifier = notifier or Notifier()
+        self.status = DaemonStatus.STARTING
+        self.counters = Counters()
+        self.backend_name = "?"
+        self._on_started = on_started
+        self._queue: asyncio.Queue[signals.Request] = asyncio.Queue()
+        self._director: Any = None
+        self._loud = ErrorGate(lambda m: self.logger.log(m, error=True))
+        self._writer = FileWriter(
+            lambda path, exc: self._loud(
+                path, f"ERROR: cannot write {path}: {exc.strerror or exc} (the pulse has stopped)"
+            )
+        )
+        self.pulse = Pulse(
+            options.pulse_file,
+            writer=self._writer,
+            notifier=self.notifier,
+            render=self.render_pulse,
+            state_path=options.state_file,
+            render_state=self.render_state,
+        )
+        self.alerts = EmailAlerts(config, self.logger.log, status=lambda: self.status)
+        self._monitor = monitorfile.MonitorFile(lambda m: self.logger.log(m, error=True))
+        self._monitor_index: dict[CheckTarget, list[tuple[VirtualService, RealServer]]] = {}
+        self._index_monitorfiles()
+        self._cfg_key: tuple[int, int, int] | None = None
+        self._cfg_hash: str | None = None
+        self._cfg_warned = False
+        self.stop_reason = "?"
+
+    # --- events ------------------------------------------------------------------------
+
+    def on_check_done(self, target: CheckTarget, outcome: Outcome) -> None:
+        self.counters.checks_completed += 1
+        self.pulse.beat()
+        for virtual, real in self._monitor_index.get(target, ()):
+            assert virtual.monitorfile is not None
+            line = monitorfile.format_line(virtual, real, outcome.up, outcome.detail or "-")
+            self._monitor.write(virtual.monitorfile, line)
+
+    def on_real_changed(self, virtual: VirtualService, real: Any, up: bool, message: str) -> None:
+        if not isinstance(real, RealServer):
+            return
+        fallback = "fallback server" in message
+        self.alerts.real_changed(virtual, real, up, message, fallback=fallback)
+
+    def _index_monitorfiles(self) -> None:
+        index: dict[CheckTarget, list[tuple[VirtualService, RealServer]]] = {}
+        for virtual in self.config.virtuals:
+            if not virtual.monitorfile:
+                continue
+            kinds: tuple[CheckType | None, ...] = (None,)
+            if virtual.check.checktype is CheckType.COMBINED:
+                kinds = (CheckType.NEGOTIATE, CheckType.CONNECT)
+            for real in virtual.reals:
+                for kind in kinds:
+                    index.setdefault(target_for(virtual, real, kind), []).append((virtual, real))
+        self._monitor_index = index
+
+    # --- snapshots ---------------------------------------------------------------------
+
+    def snapshot(self) -> Mapping[str, Any]:
+        if self._director is None:
+            return {}
+        try:
+            return as_mapping(self._director.snapshot())
+        except Exception as exc:  # a snapshot must never take the daemon down
+            self._loud("snapshot", f"ERROR: engine snapshot failed: {exc!r}")
+            return {}
+
+    def virtual_rows(self, snap: Mapping[str, Any]) -> list[dict[str, Any]]:
+        rows = []
+        for item in snap.get("virtuals", ()) or ():
+            v = as_mapping(item)
+            rows.append(dict(v))
+        return rows
+
+    def render_pulse(self, wall: float) -> bytes:
+        snap = self.snapshot()
+        pf = importlib.import_module("ldirectord.pulse_format")
+        virtuals = [
+            pf.PulseVirtual(
+                name=str(v.get("name", "?")),
+                protocol=str(v.get("protocol", "tcp")),
+                reals_up=int(v.get("reals_up", 0)),
+                reals_total=int(v.get("reals_total", 0)),
+                fallback_active=bool(v.get("fallback_active", False)),
+            )
+            for v in self.virtual_rows(snap)
+        ]
+        doc = pf.PulseDoc(
+            pid=os.getpid(),
+            config=self.options.config_path,
+            started=self.counters.started,
+            beat=wall,
+            checks_completed=self.counters.checks_completed,
+            virtuals=tuple(virtuals),
+        )
+        data: bytes = pf.encode(doc)
+        return data
+
+    def render_state(self, wall: float) -> bytes:
+        snap = self.snapshot()
+        doc = {
+            "schema": STATE_SCHEMA,
+            "pid": os.getpid(),
+            "config": self.options.config_path,
+            "started": self.counters.started,
+            "written": wall,
+            "status": str(self.status),
+            "backend": self.backend_name,
+            "checks_completed": self.counters.checks_completed,
+            "reloads": self.counters.reloads,
+            "failed_reloads": self.counters.failed_reloads,
+            "virtuals": self.virtual_rows(snap),
+        }
+        return encode_state(doc)
+
+    def summary(self) -> str:
+        rows = self.virtual_rows(self.snapshot())
+        up = sum(int(r.get("reals_up", 0)) for r in rows)
+        total = sum(int(r.get("reals_total", 0)) for r in rows)
+        return (
+            f"{self.status}: {len(rows)} virtual services, {up}/{total} real servers up, "
+            f"{self.counters.checks_completed} checks, backend {self.backend_name}"
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        scrub_environment()
+        signals.install(loop, self._queue)
+        stall = StallDetector(loop, self.logger.log, threshold=STALL_THRESHOLD)
+        stall.start()
+        install_test_stall_hook(loop, self.logger.log)
+        try:
+            try:
+                await self._start()
+            except Exception as exc:
+                self.logger.log(f"Exiting with exit_status 1: start-up failed: {exc}", error=True)
+                if self._on_started is not None:
+                    self._on_started(str(exc))
+                await self._shutdown(purge=False)
+                return 1
+            await self._serve()
+            await self._shutdown(purge=True)
+            self.logger.log(f"Linux Director Daemon terminated on signal: {self.stop_reason}")
+            return 0
+        finally:
+            stall.stop()
+            signals.uninstall(loop)
+            self._writer.close()
+            self.notifier.close()
+
+    async def _start(self) -> None:
+        choice = await backends.choose(self.options.backend, self.logger.log)
+        self.backend_name = choice.name
+        if choice.warning:
+            self.logger.log(choice.warning, error=True)
+        director_cls = importlib.import_module("ldirectord.engine.director").Director
+        self._director = director_cls(self.config, choice.backend, Events(self))
+        self._remember_config()
+        await self._director.start()
+        self.pulse.beat(force=True)
+        if self._on_started is not None:
+            self._on_started(None)
+        await self._director.wait_first_checks(self.first_check_timeout())
+        self.status = DaemonStatus.RUNNING
+        self.pulse.beat(force=True)
+        self.notifier.ready(self.summary())
+
+    def first_check_timeout(self) -> float:
+        longest = max(
+            (max(v.check.checktimeout, v.check.negotiatetimeout) for v in self.config.virtuals),
+            default=0.0,
+        )
+        return longest + 2.0
+
+    def has_checks(self) -> bool:
+        return any(v.reals for v in self.config.virtuals)
+
+    async def _serve(self) -> None:
+        next_housekeeping = time.monotonic()
+        while True:
+            timeout = max(0.0, next_housekeeping - time.monotonic())
+            try:
+                async with asyncio.timeout(timeout):
+                    request = await self._queue.get()
+            except TimeoutError:
+                await self._housekeeping()
+                next_housekeeping = time.monotonic() + self.config.globals.checkinterval
+                continue
+            if request.command is signals.Command.STOP:
+                self.stop_reason = request.reason
+                return
+            if request.command is signals.Command.RELOAD:
+                self.logger.log("Reloading Linux Director Daemon config on signal")
+                await self.reload()
+
+    async def _housekeeping(self) -> None:
+        """Once per checkinterval: idle beat, config change poll, e-mail reminders, STATUS=."""
+        if not self.has_checks() or not self.pulse.due():
+            self.pulse.beat(force=not self.has_checks())
+        await self._poll_config()
+        self.alerts.resend_due()
+        self.notifier.status(self.summary())
+
+    # --- reload --------------------------------------------------------------------------
+
+    def _remember_config(self) -> None:
+        try:
+            self._cfg_key, self._cfg_hash = file_digest(self.options.config_path)
+        except OSError:
+            self._cfg_key, self._cfg_hash = None, None
+
+    async def _poll_config(self) -> None:
+        """ldirectord's check_cfgfile: mtime (and size/inode) first, then the content hash."""
+        path = self.options.config_path
+        try:
+            key, digest = await asyncio.wait_for(asyncio.to_thread(file_digest, path), 10.0)
+        except (OSError, TimeoutError) as exc:
+            if not self._cfg_warned:
+                self._cfg_warned = True
+                self.logger.log(f"can not open file {path} for checking: {exc}", error=True)
+            return
+        if key == self._cfg_key:
+            return
+        self._cfg_key = key
+        if digest is None:
+            if not self._cfg_warned:
+                self._cfg_warned = True
+                self.logger.log(f"can not open file {path} for checking", error=True)
+            return
+        self._cfg_warned = False
+        old, self._cfg_hash = self._cfg_hash, digest
+        if old is None or old == digest:
+            return
+        self.logger.log(f"Configuration file '{path}' has changed on disk")
+        if self.config.globals.autoreload:
+            self.logger.log(" - reread new configuration")
+            await self.reload()
+        else:
+            self.logger.log(" - ignore new configuration")
+        await self._run_callback()
+
+    async def _run_callback(self) -> None:
+        callback = self.config.globals.callback
+        if not callback or not os.access(callback, os.X_OK):
+            return
+        from ldirectord.procs import run_process
+
+        result = await run_process(
+            f"{callback} {self.options.config_path}", CALLBACK_TIMEOUT, shell=True
+        )
+        if not result.ok:
+            why = "timed out and was killed" if result.timed_out else f"exited {result.returncode}"
+            self.logger.log(f"system({callback} {self.options.config_path}) failed: {why}")
+
+    async def reload(self) -> bool:
+        """Validate the whole new config, then hand it to the Director; else keep the old one."""
+        path = self.options.config_path
+        try:
+            new = await asyncio.wait_for(asyncio.to_thread(load_config, path), CONFIG_LOAD_TIMEOUT)
+        except ConfigError as exc:
+            self.counters.failed_reloads += 1
+            for problem in exc.problems:
+                self.logger.log(f"Error reading file {path}: {problem.render()}", error=True)
+            self.logger.log(
+                f"Reload abandoned: {len(exc.problems)} error(s) in {path}; "
+                "the running configuration is unchanged",
+                error=True,
+            )
+            return False
+        except (OSError, UnicodeDecodeError, TimeoutError) as exc:
+            self.counters.failed_reloads += 1
+            self.logger.log(
+                f"Reload abandoned: can not read {path} ({type(exc).__name__}: {exc}); "
+                "the running configuration is unchanged",
+                error=True,
+            )
+            return False
+        self.status = DaemonStatus.RELOADING
+        self.notifier.reloading()
+        try:
+            await self._director.reload(new)
+        except Exception as exc:
+            self.counters.failed_reloads += 1
+            self.logger.log(f"Reload failed in the engine: {exc!r}", error=True)
+            self.status = DaemonStatus.RUNNING
+            self.notifier.ready(self.summary())
+            return False
+        self.config = new
+        self.counters.reloads += 1
+        self.alerts.set_config(new)
+        self.logger.reconfigure(logfile=new.globals.logfile, supervised=new.globals.supervised)
+        self._index_monitorfiles()
+        self._remember_config()
+        self.status = DaemonStatus.RUNNING
+        self.pulse.beat(force=True)
+        self.notifier.ready(self.summary())
+        return True
+
+    # --- stop ------------------------------------------------------------------------------
+
+    async def _shutdown(self, *, purge: bool) -> None:
+        self.status = DaemonStatus.STOPPING
+        self.notifier.stopping(f"stopping ({self.stop_reason})")
+        if self._director is not None:
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await self._director.stop()
+            except TimeoutError:
+                self.logger.log(
+                    f"ERROR: the engine did not stop within {STOP_TIMEOUT:g} s", error=True
+                )
+            except Exception as exc:
+                self.logger.log(f"ERROR: stopping the engine failed: {exc!r}", error=True)
+        with contextlib.suppress(Exception):
+            await self.alerts.drain(5.0)
+        self.pulse.beat(force=True)
+        self._writer.flush(2.0)
+        with contextlib.suppress(OSError):
+            os.unlink(self.options.state_file)
+
+
+def starting_line(foreground: bool) -> str:
+    if foreground:
+        return f"Starting {LEGACY_VERSION_LINE} with pid: {os.getpid()}"
+    return f"Starting {LEGACY_VERSION_LINE} as daemon"

@@ -1,0 +1,190 @@
+"""The pulse: a file beside the pid file whose mtime moves whenever the daemon makes progress.
+
+Owns when the pulse beats (at most once a second, on check progress; the daemon also calls it
+once per checkinterval when there is nothing to check), the systemd watchdog ping (sent from
+the same call, on the event loop, never from a side thread) and the atomic writes of the pulse
+and the richer state file that ``status`` reads.
+
+The file contents are encoded by the caller (``ldirectord.pulse_format`` owns schema 1); this
+module only decides when and writes. The write itself (temp file in the same directory, fsync,
+rename) runs on one writer thread so a slow disk never blocks the event loop; when a write is
+still in flight the newer content replaces the queued one (latest wins). A frozen loop stops
+the beats, which is the point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from ldirectord.runtime.sdnotify import Notifier
+
+ERROR_EVERY = 60.0  # seconds between two log lines about a failing pulse write
+
+
+def check_writable(path: str) -> str | None:
+    """Prove at start-up that ``path`` can be written atomically; return the error otherwise."""
+    directory = os.path.dirname(os.path.abspath(path)) or "/"
+    if not os.path.isdir(directory):
+        return f"pulse directory {directory} does not exist"
+    probe = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.probe")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write the pulse file {path}: {exc.strerror or exc}"
+    if os.path.isdir(path):
+        return f"cannot write the pulse file {path}: it is a directory"
+    return None
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    tmp = os.path.join(
+        os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp"
+    )
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class FileWriter:
+    """One daemon thread that writes files atomically; the newest content per path wins."""
+
+    def __init__(self, on_error: Callable[[str, OSError], None]) -> None:
+        self._on_error = on_error
+        self._pending: dict[str, bytes] = {}
+        self._cond = threading.Condition()
+        self._closed = False
+        self._busy = False
+        self.written = 0
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name="ldirectord-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, path: str, data: bytes) -> None:
+        with self._cond:
+            self._pending[path] = data
+            self._cond.notify()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait (bounded) until everything submitted so far is written."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self, timeout: float = 2.0) -> None:
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending and self._closed:
+                    return
+                path, data = next(iter(self._pending.items()))
+                del self._pending[path]
+                self._busy = True
+            try:
+                write_atomic(path, data)
+                self.written += 1
+            except OSError as exc:
+                self.failures += 1
+                self._on_error(path, exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
+class Pulse:
+    """Decides when to beat and pings the watchdog; content comes from ``render``."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        writer: FileWriter,
+        notifier: Notifier,
+        render: Callable[[float], bytes],
+        state_path: str | None = None,
+        render_state: Callable[[float], bytes] | None = None,
+        min_interval: float = 1.0,
+    ) -> None:
+        self.path = path
+        self.state_path = state_path
+        self._writer = writer
+        self._notifier = notifier
+        self._render = render
+        self._render_state = render_state
+        self.min_interval = min_interval
+        self.last_beat = 0.0  # monotonic time of the last beat
+        self.beats = 0
+
+    def due(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return now - self.last_beat >= self.min_interval
+
+    def beat(self, *, force: bool = False) -> bool:
+        """Beat now unless one happened less than ``min_interval`` ago (``force``: always)."""
+        now = time.monotonic()
+        if not force and not self.due(now):
+            return False
+        self.last_beat = now
+        self.beats += 1
+        wall = time.time()
+        self._writer.submit(self.path, self._render(wall))
+        if self.state_path is not None and self._render_state is not None:
+            self._writer.submit(self.state_path, self._render_state(wall))
+        self._notifier.watchdog()
+        return True
+
+
+class ErrorGate:
+    """Rate-limits a loud, repeated error message (one line per ``every`` seconds per key)."""
+
+    def __init__(self, log: Callable[[str], None], every: float = ERROR_EVERY) -> None:
+        self._log = log
+        self._every = every
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -1e18) < self._every:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return
+            self._last[key] = now
+            skipped = self._suppressed.pop(key, 0)
+        suffix = f" ({skipped} more since the last report)" if skipped else ""
+        self._log(message + suffix)

@@ -1,0 +1,56 @@
+"""The pulse document and the richer state file that ``status`` reads, built from a snapshot.
+
+Owns the translation of the engine's snapshot into (a) the schema-1 pulse (encoded by
+``ldirectord.pulse_format``) and (b) ``<rundir>/ldirectord.<name>.state``: versioned JSON with
+the daemon phase, backend and, per virtual service, every real server with its weight, health,
+last check result and last change. Readers ignore unknown keys; an incompatible shape bumps
+``schema``. Pure apart from the wall clock the caller passes in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
+from enum import Enum
+from typing import Any
+
+STATE_SCHEMA = 1
+
+
+def as_mapping(obj: Any) -> Mapping[str, Any]:
+    """A snapshot node as a mapping (the engine may hand out dataclasses or dicts)."""
+    if isinstance(obj, Mapping):
+        return obj
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f: getattr(obj, f) for f in obj.__dataclass_fields__}
+    return {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_")}
+
+
+def plain(obj: Any) -> Any:
+    """JSON-able copy of a snapshot value (enums to their value, dataclasses to dicts)."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return plain(asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [plain(v) for v in obj]
+    if isinstance(obj, Enum):
+        return plain(obj.value)
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    return str(obj)
+
+
+def encode_state(doc: Mapping[str, Any]) -> bytes:
+    return (json.dumps(plain(doc), sort_keys=True, indent=1) + "\n").encode()
+
+
+def decode_state(data: bytes) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("schema") != STATE_SCHEMA:
+        return None
+    return doc
