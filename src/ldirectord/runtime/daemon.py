@@ -26,6 +26,8 @@ from ldirectord import LEGACY_VERSION_LINE
 from ldirectord.checks.base import CheckTarget, Outcome, target_for
 from ldirectord.config.model import CheckType, Config, DaemonStatus, RealServer, VirtualService
 from ldirectord.errors import ConfigError
+from ldirectord.pulse_format import PulseDoc, PulseVirtual
+from ldirectord.pulse_format import encode as encode_pulse
 from ldirectord.runtime import backends, monitorfile, signals
 from ldirectord.runtime.alerts import EmailAlerts
 from ldirectord.runtime.logsetup import Logger
@@ -193,9 +195,8 @@ class Daemon:
 
     def render_pulse(self, wall: float) -> bytes:
         snap = self.snapshot()
-        pf = importlib.import_module("ldirectord.pulse_format")
         virtuals = [
-            pf.PulseVirtual(
+            PulseVirtual(
                 name=str(v.get("name", "?")),
                 protocol=str(v.get("protocol", "tcp")),
                 reals_up=int(v.get("reals_up", 0)),
@@ -204,7 +205,7 @@ class Daemon:
             )
             for v in self.virtual_rows(snap)
         ]
-        doc = pf.PulseDoc(
+        doc = PulseDoc(
             pid=os.getpid(),
             config=self.options.config_path,
             started=self.counters.started,
@@ -212,8 +213,7 @@ class Daemon:
             checks_completed=self.counters.checks_completed,
             virtuals=tuple(virtuals),
         )
-        data: bytes = pf.encode(doc)
-        return data
+        return encode_pulse(doc)
 
     def render_state(self, wall: float) -> bytes:
         snap = self.snapshot()
