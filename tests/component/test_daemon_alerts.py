@@ -42,9 +42,7 @@ def _config(smtp: str | None, **kw: object) -> tuple[Config, VirtualService, Rea
     )
     fields.update(kw)
     virtual = VirtualService(**fields)  # type: ignore[arg-type]
-    config = Config(
-        "/x.cf", GlobalConfig(emailalertfrom="ldirectord@director.example"), (virtual,)
-    )
+    config = Config("/x.cf", GlobalConfig(emailalertfrom="ldirectord@director.example"), (virtual,))
     return config, virtual, real
 
 
@@ -105,7 +103,7 @@ async def test_alert_and_reminder_through_real_postfix(postfix: Running) -> None
 
 @pytest.mark.asyncio
 async def test_status_filter_and_unreachable_smtp() -> None:
-    config, virtual, real = _config("127.0.0.1:1", emailalertstatus=frozenset({"running"}))
+    config, virtual, _ = _config("127.0.0.1:1", emailalertstatus=frozenset({"running"}))
     logged: list[str] = []
     status = DaemonStatus.STARTING
     alerts = EmailAlerts(config, logged.append, status=lambda: status, timeout=5)
