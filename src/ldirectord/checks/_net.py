@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import socket
 import ssl
 import struct
@@ -30,6 +31,20 @@ LINE_LIMIT = 8192
 #: StreamReader buffer limit (readuntil raises beyond it).
 STREAM_LIMIT = 65536
 _LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_receive(receive: str) -> re.Pattern[bytes]:
+    """A ``receive`` regex for matching reply bytes (Perl matches raw bytes too).
+
+    Python's ``re`` is close to Perl's but not equal (``\\z`` is ``\\Z``; inline flags such
+    as ``(?i)`` must open the pattern; no ``\\G``, ``(?{code})`` or recursion); an invalid
+    pattern ends the check as down with Reason.CONFIG.
+    """
+    try:
+        return re.compile(receive.encode("utf-8", "surrogateescape"))
+    except re.error as exc:
+        raise CheckFailed(Reason.CONFIG, f"receive is not a valid regex: {exc}") from None
 
 
 def address_family(family: Family | str) -> socket.AddressFamily:
