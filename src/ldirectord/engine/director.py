@@ -1,0 +1,569 @@
+"""The Director: config + checks + health + kernel, kept in agreement. The daemon's engine.
+
+Owns the engine's lifecycle (start, reload, stop), the per-real health records, and the ONE
+applier through which every kernel change goes: desired table (engine/desired.py) diffed
+against our mirror of the kernel (engine/reconcile.py), ops applied in order with a deadline
+per backend call; on an error the table is dumped again and the plan recomputed (bounded
+retries, then a later retry); nothing here lets an error end the loop.
+
+Start-up (reference §3.6, with one deliberate change): the kernel table is read; reals of
+configured services found there with weight > 0 are taken as up (ldirectord's forced up);
+every other real is left exactly as the kernel holds it until its own first check (a restart
+never flaps a working table, and a real enters the table only after a successful check); the
+services are added or edited (only when different), unknown reals of configured services are
+purged. Reload is the same path, plus: health and check tasks survive for reals whose check is
+unchanged, services dropped from the config are drained and deleted.
+
+fallbackcommand is run here (not an event): ``<cmd> start|stop VIP:VPORT proto`` through the
+shell, once per edge per virtual, in the background with a deadline, in order per virtual.
+
+Knows nothing about pid files, signals, logging setup or the pulse: those hang off EventSink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from ldirectord.checks.base import CheckTarget, Outcome, target_for
+from ldirectord.config.model import CheckType, Config, DaemonStatus, RealServer, VirtualService
+from ldirectord.engine.desired import (
+    DesiredService,
+    MemberKey,
+    desired_service,
+    member_key,
+    service_key,
+)
+from ldirectord.engine.events import EventSink
+from ldirectord.engine.maintenance import MaintenanceDir
+from ldirectord.engine.reconcile import Change, Planned, Tag, diff_service, drain_service
+from ldirectord.engine.scheduler import ProbeKey, Scheduler, ensure_fd_limit
+from ldirectord.errors import BackendError
+from ldirectord.forwarding.base import Backend, KernelTable, ServiceKey
+from ldirectord.forwarding.dryrun import DryRunBackend
+from ldirectord.health.machine import (
+    Event,
+    Health,
+    Policy,
+    RecheckSoon,
+    ResetSoftFailures,
+    SoftFailure,
+    State,
+    WentDown,
+    WentUp,
+    step,
+)
+
+#: Deadline of one backend apply, and of one dump (seconds).
+BACKEND_DEADLINE = 5.0
+DUMP_DEADLINE = 10.0
+#: Plans tried (each after a fresh dump) before the applier backs off.
+APPLY_ATTEMPTS = 3
+#: Seconds before the applier retries a reconcile that kept failing.
+RETRY_DELAY = 2.0
+#: Deadline of one fallbackcommand run.
+FALLBACK_COMMAND_TIMEOUT = 30.0
+
+CheckFn = Callable[[CheckTarget], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True, slots=True)
+class RealSnapshot:
+    address: str
+    port: int
+    weight: int | None  # weight in the kernel, None when absent
+    up: bool
+    state: str
+    last_outcome: Outcome | None
+    last_change: float | None  # clock() time of the last up/down change
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualSnapshot:
+    name: str
+    protocol: str
+    reals_up: int
+    reals_total: int
+    fallback_active: bool
+    reals: tuple[RealSnapshot, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectorSnapshot:
+    status: DaemonStatus
+    checks_completed: int
+    virtuals: tuple[VirtualSnapshot, ...]
+
+
+@dataclass(slots=True)
+class _Member:
+    virtual: VirtualService
+    real: RealServer
+    key: MemberKey
+    probe: ProbeKey
+    policy: Policy
+    health: Health = field(default_factory=Health)
+    last_outcome: Outcome | None = None
+    last_change: float | None = None
+    fresh_down: bool = False  # first verdict was down: quiesce-add it once (ldirectord start-up)
+    pending_change: bool = False  # went up/down; real_changed not yet sent
+
+
+def policy_for(virtual: VirtualService) -> Policy:
+    spec = virtual.check
+    return Policy(
+        failurecount=spec.failurecount, rise=spec.rise, fast_recheck=bool(spec.fastinterval)
+    )
+
+
+def probe_for(virtual: VirtualService, real: RealServer) -> ProbeKey:
+    return ProbeKey.of(target_for(virtual, real), real.port)
+
+
+def _members_of(config: Config) -> dict[MemberKey, _Member]:
+    members: dict[MemberKey, _Member] = {}
+    for virtual in config.virtuals:
+        policy = policy_for(virtual)
+        for real in virtual.reals:
+            key = member_key(virtual, real)
+            members[key] = _Member(virtual, real, key, probe_for(virtual, real), policy)
+    return members
+
+
+def fallback_command_line(virtual: VirtualService, command: str, action: str) -> str:
+    """ldirectord's do_fallback_command line: ``<cmd> <action> <server>:<port> <protocol>``."""
+    where = ":0" if virtual.fwmark is not None else virtual.name
+    return f"{command} {action} {where} {virtual.protocol}"
+
+
+class Director:
+    def __init__(
+        self,
+        config: Config,
+        backend: Backend,
+        events: EventSink,
+        *,
+        check: CheckFn | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        raise_fd_limit: bool = True,
+    ) -> None:
+        if check is None:
+            from ldirectord.checks import run
+
+            check = run
+        self.status = DaemonStatus.STARTING
+        self._config = config
+        self._backend = backend
+        self._events = events
+        self._clock = clock
+        self._raise_fd_limit = raise_fd_limit
+        self._members: dict[MemberKey, _Member] = {}
+        self._by_probe: dict[ProbeKey, list[MemberKey]] = {}
+        self._desired: dict[ServiceKey, DesiredService] = {}
+        self._mirror: DryRunBackend | None = None
+        self._dirty: set[ServiceKey] = set()
+        self._reconciling = False
+        self._virtuals: dict[ServiceKey, VirtualService] = {}
+        self._by_service: dict[ServiceKey, list[MemberKey]] = {}
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._applier: asyncio.Task[None] | None = None
+        self._awaiting_first: set[ProbeKey] = set()
+        self._first_done = asyncio.Event()
+        self._fallback_state: dict[ServiceKey, str] = {}
+        self._fallback_tasks: dict[ServiceKey, asyncio.Task[None]] = {}
+        self.sink_errors = 0
+        self.backend_errors = 0
+        maint = config.globals.maintenancedir
+        self._maintenance = MaintenanceDir(maint) if maint else None
+        self._scheduler = Scheduler(
+            check, self._deliver, maintenance=self._maintenance, on_error=self._log
+        )
+
+    # --- public API ----------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self._scheduler
+
+    async def start(self) -> None:
+        """Dump the kernel, reconcile (status STARTING), start one task per unique check."""
+        self.status = DaemonStatus.STARTING
+        actual = await self._dump()
+        self._install(self._config, _members_of(self._config), actual)
+        async with self._lock:
+            await self._reconcile(set(self._desired), (), Tag.START)
+        self._start_probes()
+        self._applier = asyncio.create_task(self._apply_loop(), name="ldirectord applier")
+
+    async def wait_first_checks(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """True once every check has had its first outcome and the result is in the kernel."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._first_done.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def reload(self, config: Config) -> None:
+        """Swap to ``config``: unchanged checks keep health and tasks; only the difference
+        reaches the kernel; services dropped from the config are drained and deleted."""
+        previous = self.status
+        self.status = DaemonStatus.RELOADING
+        try:
+            actual = await self._dump()
+            old_services = set(self._desired)
+            new_members = _members_of(config)
+            for key, member in new_members.items():
+                old = self._members.get(key)
+                if old is not None and old.probe == member.probe and old.policy == member.policy:
+                    member.health, member.last_outcome = old.health, old.last_outcome
+                    member.last_change = old.last_change
+            self._install(config, new_members, actual, keep=True)
+            managed = old_services - set(self._desired)
+            async with self._lock:
+                await self._reconcile(set(self._desired), managed, Tag.START)
+            self._start_probes()
+        finally:
+            self.status = (
+                DaemonStatus.RUNNING if previous is not DaemonStatus.STARTING else previous
+            )
+
+    async def stop(self) -> None:
+        """Cancel checks; purge what cleanstop=yes virtuals hold; leave the rest."""
+        self.status = DaemonStatus.STOPPING
+        await self._scheduler.close()
+        if self._applier is not None:
+            self._applier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._applier
+            self._applier = None
+        cleanstop = {service_key(v) for v in self._config.virtuals if v.cleanstop}
+        async with self._lock:
+            for key in cleanstop:
+                self._desired.pop(key, None)
+            await self._reconcile(set(), cleanstop, Tag.STOP)
+        await self._finish_fallback_commands()
+        if self._maintenance is not None:
+            self._maintenance.close()
+
+    def snapshot(self) -> DirectorSnapshot:
+        mirror = self._mirror.table if self._mirror is not None else KernelTable()
+        virtuals = []
+        for virtual in self._config.virtuals:
+            skey = service_key(virtual)
+            entry = mirror.services.get(skey)
+            reals = []
+            for real in virtual.reals:
+                m = self._members.get(member_key(virtual, real))
+                if m is None:
+                    continue
+                dest = entry.dests.get(m.key[1]) if entry is not None else None
+                reals.append(
+                    RealSnapshot(
+                        real.address,
+                        real.port,
+                        dest.weight if dest is not None else None,
+                        m.health.up,
+                        m.health.state.value,
+                        m.last_outcome,
+                        m.last_change,
+                    )
+                )
+            want = self._desired.get(skey)
+            virtuals.append(
+                VirtualSnapshot(
+                    virtual.name,
+                    virtual.protocol.value,
+                    sum(r.up for r in reals),
+                    len(reals),
+                    bool(want and want.fallback_active),
+                    tuple(reals),
+                )
+            )
+        return DirectorSnapshot(self.status, self._scheduler.stats.completed, tuple(virtuals))
+
+    # --- state ----------------------------------------------------------------------------
+
+    def _install(
+        self,
+        config: Config,
+        members: dict[MemberKey, _Member],
+        actual: KernelTable,
+        keep: bool = False,
+    ) -> None:
+        """Make ``config`` current (synchronously: no await, so the swap is atomic)."""
+        for key, member in members.items():
+            if keep and member.health.state is not State.UNKNOWN:
+                continue
+            entry = actual.services.get(key[0])
+            dest = entry.dests.get(key[1]) if entry is not None else None
+            off = member.virtual.check.checktype is CheckType.OFF
+            if dest is not None and dest.weight > 0 and not off:
+                member.health, _ = step(member.health, Event.FORCE_UP, member.policy)
+        self._config = config
+        self._members = members
+        self._by_probe = {}
+        for key, member in members.items():
+            self._by_probe.setdefault(member.probe, []).append(key)
+        self._virtuals = {service_key(v): v for v in config.virtuals}
+        self._by_service = {}
+        for key in members:
+            self._by_service.setdefault(key[0], []).append(key)
+        self._desired = {}
+        for virtual in config.virtuals:
+            self._refresh_desired(virtual)
+
+    def _refresh_desired(self, virtual: VirtualService) -> DesiredService:
+        skey = service_key(virtual)
+        health = {}
+        fresh = []
+        for key in self._by_service.get(skey, ()):
+            m = self._members[key]
+            health[key] = m.health
+            if m.fresh_down:
+                fresh.append(key)
+        want = desired_service(self._config, virtual, health, fresh)
+        self._desired[skey] = want
+        return want
+
+    def _start_probes(self) -> None:
+        wanted = set(self._by_probe)
+        new = wanted - self._scheduler.keys
+        self._awaiting_first = (self._awaiting_first & wanted) | {
+            k for k in new if k.target.kind is not CheckType.OFF
+        }
+        if new - {k for k in new if k.target.kind is CheckType.OFF}:
+            self._first_done.clear()
+        if fds := ensure_fd_limit(len(wanted)) if self._raise_fd_limit else None:
+            self._log(f"Warning: {fds}")
+        self._scheduler.sync(wanted)
+        self._check_first_done()
+
+    def _check_first_done(self) -> None:
+        if not self._awaiting_first and not self._dirty and not self._reconciling:
+            if not self._first_done.is_set() and self.status is DaemonStatus.STARTING:
+                self.status = DaemonStatus.RUNNING
+            self._first_done.set()
+
+    # --- results --------------------------------------------------------------------------
+
+    def _deliver(self, probe: ProbeKey, outcome: Outcome, forced: bool) -> bool:
+        """A check finished: feed every real sharing it; return whether to re-check soon."""
+        self._safe(self._events.check_done, probe.target, outcome)
+        keys = self._by_probe.get(probe)
+        if keys is None:
+            return False  # a reload removed it
+        event = (
+            (Event.UP if outcome.up else Event.DOWN)
+            if not forced
+            else (Event.FORCE_UP if outcome.up else Event.FORCE_DOWN)
+        )
+        recheck = False
+        changed = False
+        for key in keys:
+            m = self._members[key]
+            before = m.health.state
+            m.health, effects = step(m.health, event, m.policy)
+            m.last_outcome = outcome
+            for effect in effects:
+                if isinstance(effect, RecheckSoon):
+                    recheck = True
+                elif isinstance(effect, SoftFailure):
+                    self._log(
+                        f"Soft failure real server: {m.real.address}:{m.real.port} "
+                        f"({m.virtual.vid}) failure {effect.count}/{effect.limit}"
+                    )
+                elif isinstance(effect, ResetSoftFailures):
+                    self._log(
+                        f"Resetting soft failure count: {m.real.address}:{m.real.port} "
+                        f"({m.virtual.vid})"
+                    )
+                elif isinstance(effect, WentUp | WentDown):
+                    m.last_change = self._clock()
+                    m.pending_change = True
+                    m.fresh_down = isinstance(effect, WentDown) and before is State.UNKNOWN
+                    self._dirty.add(key[0])
+                    changed = True
+        if changed:
+            self._wake.set()
+        if probe in self._awaiting_first:
+            self._awaiting_first.discard(probe)
+            if not self._awaiting_first:
+                self._wake.set()
+                self._check_first_done()
+        return recheck
+
+    # --- the applier ----------------------------------------------------------------------
+
+    async def _apply_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                async with self._lock:
+                    ok = await self._reconcile(set(self._dirty), (), Tag.START)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the loop must survive anything
+                self._log(f"Error reconciling the IPVS table: {exc!r}")
+                ok = False
+            if ok:
+                self._check_first_done()
+            else:
+                await asyncio.sleep(RETRY_DELAY)
+                self._wake.set()
+
+    async def _dump(self) -> KernelTable:
+        async with asyncio.timeout(DUMP_DEADLINE):
+            actual = await self._backend.dump()
+        self._mirror = DryRunBackend(actual)
+        return actual
+
+    def _plan(
+        self, keys: set[ServiceKey], managed: Iterable[ServiceKey], tag: Tag
+    ) -> list[Planned]:
+        assert self._mirror is not None
+        table = self._mirror.table
+        plan: list[Planned] = []
+        for key, cached in list(self._desired.items()):
+            if key in keys:
+                virtual = self._virtuals.get(key)
+                want = self._refresh_desired(virtual) if virtual is not None else cached
+                plan.extend(diff_service(want, table.services.get(key), tag))
+        for key in managed:
+            have = table.services.get(key)
+            if key not in self._desired and have is not None:
+                plan.extend(drain_service(have, tag))
+        return plan
+
+    async def _reconcile(
+        self, keys: set[ServiceKey], managed: Iterable[ServiceKey], tag: Tag
+    ) -> bool:
+        """Bring ``keys`` (and the ``managed`` ones to drop) in line; True when done."""
+        managed = tuple(managed)
+        self._reconciling = True
+        try:
+            return await self._reconcile_attempts(keys, managed, tag)
+        finally:
+            self._reconciling = False
+
+    async def _reconcile_attempts(
+        self, keys: set[ServiceKey], managed: tuple[ServiceKey, ...], tag: Tag
+    ) -> bool:
+        for attempt in range(APPLY_ATTEMPTS):
+            self._dirty -= keys
+            try:
+                if self._mirror is None or attempt > 0:
+                    await self._dump()
+                for planned in self._plan(keys, managed, tag):
+                    async with asyncio.timeout(BACKEND_DEADLINE):
+                        await self._backend.apply(planned.op)
+                    assert self._mirror is not None
+                    self._mirror.apply_sync(planned.op)
+                    self._applied(planned)
+            except (BackendError, TimeoutError, OSError) as exc:
+                self.backend_errors += 1
+                self._log(
+                    f"IPVS update failed ({exc}); re-reading the table (attempt {attempt + 1})"
+                )
+                continue
+            self._after_reconcile(keys)
+            return True
+        self._dirty |= keys
+        return False
+
+    def _applied(self, planned: Planned) -> None:
+        self._log(planned.message)
+        if planned.change is Change.OTHER or planned.dest is None:
+            return
+        m = self._members.get((planned.service, planned.dest))
+        if m is None:
+            return
+        m.pending_change = False
+        up = planned.change is Change.SERVE
+        self._safe(
+            self._events.real_changed, m.virtual, m.real, up, planned.message, m.last_outcome
+        )
+
+    def _after_reconcile(self, keys: set[ServiceKey]) -> None:
+        for key in (k for skey in keys for k in self._by_service.get(skey, ())):
+            m = self._members[key]
+            m.fresh_down = False
+            if m.pending_change:  # a change with no kernel op (e.g. already absent)
+                m.pending_change = False
+                up = m.health.up
+                what = "up" if up else "down"
+                message = f"Real server {m.real.address}:{m.real.port} ({m.virtual.vid}) is {what}"
+                self._safe(
+                    self._events.real_changed, m.virtual, m.real, up, message, m.last_outcome
+                )
+        for skey in keys:
+            virtual = self._virtuals.get(skey)
+            if virtual is not None and skey in self._desired:
+                self._fallback_edge(virtual, self._desired[skey])
+
+    # --- fallbackcommand --------------------------------------------------------------------
+
+    def _fallback_edge(self, virtual: VirtualService, want: DesiredService) -> None:
+        if virtual.check.checktype is CheckType.OFF:
+            return
+        skey = service_key(virtual)
+        any_up = any(self._members[k].health.up for k in self._by_service.get(skey, ()))
+        action = "stop" if any_up else "start"
+        if self._fallback_state.get(skey) == action:
+            return
+        self._fallback_state[skey] = action
+        command = virtual.fallbackcommand or self._config.globals.fallbackcommand
+        if not command:
+            return
+        line = fallback_command_line(virtual, command, action)
+        previous = self._fallback_tasks.get(skey)
+        self._fallback_tasks[skey] = asyncio.create_task(self._run_fallback(line, previous))
+
+    async def _run_fallback(self, line: str, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await previous
+        from ldirectord.procs import run_process
+
+        try:
+            result = await run_process(line, FALLBACK_COMMAND_TIMEOUT, shell=True)
+        except Exception as exc:
+            self._log(f"system({line}) failed: {exc}")
+            return
+        if not result.ok:
+            why = "timed out" if result.timed_out else f"exit status {result.returncode}"
+            self._log(f"system({line}) failed: {why}")
+
+    async def _finish_fallback_commands(self) -> None:
+        tasks = [t for t in self._fallback_tasks.values() if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=FALLBACK_COMMAND_TIMEOUT + 1)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _log(self, message: str) -> None:
+        self._safe(self._events.log, message)
+
+    def _safe(self, fn: Callable[..., None], *args: object) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            self.sink_errors += 1
+
+
+__all__ = [
+    "Director",
+    "DirectorSnapshot",
+    "RealSnapshot",
+    "VirtualSnapshot",
+    "fallback_command_line",
+]
