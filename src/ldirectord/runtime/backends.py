@@ -14,6 +14,7 @@ from typing import Any
 
 from ldirectord.errors import BackendError
 from ldirectord.forwarding.base import Backend
+from ldirectord.forwarding.dryrun import DryRunBackend
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +29,7 @@ def _load(module: str, attr: str) -> Any:
 
 
 def make_dryrun(log: Callable[[str], None]) -> Backend:
-    cls = _load("ldirectord.forwarding.dryrun", "DryRunBackend")
-    try:
-        backend: Backend = cls(log=log)
-    except TypeError:
-        backend = cls()
-    return backend
+    return DryRunBackend(log=log)
 
 
 async def ipvs_unusable_reason() -> tuple[Backend | None, str | None]:

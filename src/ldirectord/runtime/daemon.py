@@ -15,16 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ldirectord import LEGACY_VERSION_LINE
 from ldirectord.checks.base import CheckTarget, Outcome, target_for
+from ldirectord.config import load as config_load
 from ldirectord.config.model import CheckType, Config, DaemonStatus, RealServer, VirtualService
+from ldirectord.engine.director import Director, DirectorSnapshot
 from ldirectord.errors import ConfigError
 from ldirectord.pulse_format import PulseDoc, PulseVirtual
 from ldirectord.pulse_format import encode as encode_pulse
@@ -34,7 +35,7 @@ from ldirectord.runtime.logsetup import Logger
 from ldirectord.runtime.pulse import ErrorGate, FileWriter, Pulse
 from ldirectord.runtime.sdnotify import Notifier, scrub_environment
 from ldirectord.runtime.stall import StallDetector, install_test_stall_hook
-from ldirectord.runtime.state import STATE_SCHEMA, as_mapping, encode_state
+from ldirectord.runtime.state import STATE_SCHEMA, encode_state, state_virtuals
 
 CONFIG_LOAD_TIMEOUT = 30.0  # reading + validating (names resolved) a config on reload
 CALLBACK_TIMEOUT = 30.0
@@ -54,8 +55,7 @@ class DaemonOptions:
 
 def load_config(path: str) -> Config:
     """``ldirectord.config.load``; raises ConfigError (every problem) or OSError."""
-    loader: Callable[[str], Config] = importlib.import_module("ldirectord.config").load
-    return loader(path)
+    return config_load(path)
 
 
 def file_digest(path: str) -> tuple[tuple[int, int, int], str | None]:
@@ -122,7 +122,7 @@ class Daemon:
         self.backend_name = "?"
         self._on_started = on_started
         self._queue: asyncio.Queue[signals.Request] = asyncio.Queue()
-        self._director: Any = None
+        self._director: Director | None = None
         self._loud = ErrorGate(lambda m: self.logger.log(m, error=True))
         self._writer = FileWriter(
             lambda path, exc: self._loud(
@@ -177,43 +177,39 @@ class Daemon:
 
     # --- snapshots ---------------------------------------------------------------------
 
-    def snapshot(self) -> Mapping[str, Any]:
+    def snapshot(self) -> DirectorSnapshot | None:
         if self._director is None:
-            return {}
+            return None
         try:
-            return as_mapping(self._director.snapshot())
+            return self._director.snapshot()
         except Exception as exc:  # a snapshot must never take the daemon down
             self._loud("snapshot", f"ERROR: engine snapshot failed: {exc!r}")
-            return {}
-
-    def virtual_rows(self, snap: Mapping[str, Any]) -> list[dict[str, Any]]:
-        rows = []
-        for item in snap.get("virtuals", ()) or ():
-            v = as_mapping(item)
-            rows.append(dict(v))
-        return rows
+            return None
 
     def render_pulse(self, wall: float) -> bytes:
         snap = self.snapshot()
-        virtuals = [
+        virtuals = tuple(
             PulseVirtual(
-                name=str(v.get("name", "?")),
-                protocol=str(v.get("protocol", "tcp")),
-                reals_up=int(v.get("reals_up", 0)),
-                reals_total=int(v.get("reals_total", 0)),
-                fallback_active=bool(v.get("fallback_active", False)),
+                name=v.name,
+                protocol=v.protocol,
+                reals_up=v.reals_up,
+                reals_total=v.reals_total,
+                fallback_active=v.fallback_active,
             )
-            for v in self.virtual_rows(snap)
-        ]
+            for v in (snap.virtuals if snap is not None else ())
+        )
         doc = PulseDoc(
             pid=os.getpid(),
             config=self.options.config_path,
             started=self.counters.started,
             beat=wall,
-            checks_completed=self.counters.checks_completed,
-            virtuals=tuple(virtuals),
+            checks_completed=self.checks_completed(snap),
+            virtuals=virtuals,
         )
         return encode_pulse(doc)
+
+    def checks_completed(self, snap: DirectorSnapshot | None) -> int:
+        return max(self.counters.checks_completed, snap.checks_completed if snap else 0)
 
     def render_state(self, wall: float) -> bytes:
         snap = self.snapshot()
@@ -225,20 +221,21 @@ class Daemon:
             "written": wall,
             "status": str(self.status),
             "backend": self.backend_name,
-            "checks_completed": self.counters.checks_completed,
+            "checks_completed": self.checks_completed(snap),
             "reloads": self.counters.reloads,
             "failed_reloads": self.counters.failed_reloads,
-            "virtuals": self.virtual_rows(snap),
+            "virtuals": state_virtuals(snap, wall, time.monotonic()),
         }
         return encode_state(doc)
 
     def summary(self) -> str:
-        rows = self.virtual_rows(self.snapshot())
-        up = sum(int(r.get("reals_up", 0)) for r in rows)
-        total = sum(int(r.get("reals_total", 0)) for r in rows)
+        snap = self.snapshot()
+        rows = snap.virtuals if snap is not None else ()
+        up = sum(v.reals_up for v in rows)
+        total = sum(v.reals_total for v in rows)
         return (
             f"{self.status}: {len(rows)} virtual services, {up}/{total} real servers up, "
-            f"{self.counters.checks_completed} checks, backend {self.backend_name}"
+            f"{self.checks_completed(snap)} checks, backend {self.backend_name}"
         )
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -274,8 +271,7 @@ class Daemon:
         self.backend_name = choice.name
         if choice.warning:
             self.logger.log(choice.warning, error=True)
-        director_cls = importlib.import_module("ldirectord.engine.director").Director
-        self._director = director_cls(self.config, choice.backend, Events(self))
+        self._director = Director(self.config, choice.backend, Events(self))
         self._remember_config()
         await self._director.start()
         self.pulse.beat(force=True)
@@ -398,6 +394,7 @@ class Daemon:
             return False
         self.status = DaemonStatus.RELOADING
         self.notifier.reloading()
+        assert self._director is not None
         try:
             await self._director.reload(new)
         except Exception as exc:

@@ -54,3 +54,42 @@ def decode_state(data: bytes) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or doc.get("schema") != STATE_SCHEMA:
         return None
     return doc
+
+
+def state_virtuals(snap: Any, wall: float, mono: float) -> list[dict[str, Any]]:
+    """The state file's per-virtual rows from a DirectorSnapshot (monotonic times → wall)."""
+    rows: list[dict[str, Any]] = []
+    if snap is None:
+        return rows
+    for v in snap.virtuals:
+        reals = []
+        for r in v.reals:
+            host = f"[{r.address}]" if ":" in r.address else r.address
+            out = r.last_outcome
+            reals.append(
+                {
+                    "name": f"{host}:{r.port}",
+                    "address": r.address,
+                    "port": r.port,
+                    "weight": r.weight,
+                    "up": r.up,
+                    "health": r.state,
+                    "last_result": None if out is None else plain(out.reason),
+                    "last_detail": None if out is None else out.detail,
+                    "last_duration": None if out is None else round(out.duration, 4),
+                    "last_change": None
+                    if r.last_change is None
+                    else round(wall - (mono - r.last_change), 3),
+                }
+            )
+        rows.append(
+            {
+                "name": v.name,
+                "protocol": v.protocol,
+                "reals_up": v.reals_up,
+                "reals_total": v.reals_total,
+                "fallback_active": v.fallback_active,
+                "reals": reals,
+            }
+        )
+    return rows
