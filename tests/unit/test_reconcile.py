@@ -144,7 +144,7 @@ def test_strangers_are_purged_at_start() -> None:
 
 def test_last_real_leaves_after_the_fallback_is_in() -> None:
     v = virtual("192.168.6.240", 80, R1, fallback=fallback("127.0.0.1", 80))
-    plan, after = _run(config(v), _h(v, DOWN), table((V, [dest("10.0.0.1")])))
+    plan, _ = _run(config(v), _h(v, DOWN), table((V, [dest("10.0.0.1")])))
     assert _msgs(plan) == [
         "Added fallback server: 127.0.0.1:80 (192.168.6.240:80) (Weight set to 1)",
         "Deleted real server: 10.0.0.1:80 (192.168.6.240:80)",
