@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from ldirectord.checks.base import CheckTarget
+
 LOOPBACK = "127.0.0.1"
 USER = "ldcheck"
 PASSWORD = "secret"
@@ -376,6 +378,8 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
+login_trusted_networks = 127.0.0.0/8
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
@@ -961,3 +965,42 @@ def module_server(
             yield server
 
     return fixture
+
+
+# --------------------------------------------------------------------------- check targets
+
+
+def target(
+    service: str,
+    port: int,
+    *,
+    host: str = LOOPBACK,
+    protocol: str = "tcp",
+    request: str = "/",
+    receive: str = "",
+    timeout: float = 5.0,
+    **spec: object,
+) -> CheckTarget:
+    """A negotiate CheckTarget for ``service`` on ``host:port`` (both timeouts = ``timeout``)."""
+    from ldirectord.config.model import CheckSpec, CheckType, Family, Protocol, Service
+
+    check = CheckSpec(
+        checktype=CheckType.NEGOTIATE,
+        service=Service(service),
+        checktimeout=timeout,
+        negotiatetimeout=timeout,
+        request=request,
+        receive=receive,
+        **spec,  # type: ignore[arg-type]
+    )
+    return CheckTarget(
+        kind=CheckType.NEGOTIATE,
+        service=Service(service),
+        family=Family.INET6 if ":" in host else Family.INET,
+        protocol=Protocol(protocol),
+        host=host,
+        port=port,
+        spec=check,
+        request=request,
+        receive=receive,
+    )

@@ -30,6 +30,22 @@ SERVICE_CHECKS: dict[Service, str] = {
     Service.SIMPLETCP: "simpletcp:check_simpletcp",
     Service.NONE: "static:check_none",
     # --- checks part 2 adds its services below this line ---
+    Service.SMTP: "mail:check_smtp",
+    Service.SUBMISSION: "mail:check_smtp",
+    Service.POP: "mail:check_pop",
+    Service.POPS: "mail:check_pop",
+    Service.IMAP: "mail:check_imap",
+    Service.IMAPS: "mail:check_imap",
+    Service.FTP: "ftp:check_ftp",
+    Service.NNTP: "nntp:check_nntp",
+    Service.LDAP: "ldap:check_ldap",
+    Service.LDAPS: "ldap:check_ldap",
+    Service.DNS: "dns:check_dns",
+    Service.RADIUS: "radius:check_radius",
+    Service.SIP: "sip:check_sip",
+    Service.MYSQL: "sql:check_mysql",
+    Service.PGSQL: "sql:check_pgsql",
+    Service.ORACLE: "sql:check_oracle",
 }
 
 #: Every kind other than negotiate: CheckType → "module:function".

@@ -1,0 +1,28 @@
+"""Negotiate check for nntp: the server's greeting must start with ``2`` (200/201).
+
+Owns ldirectord's check_nntp (reference §2.2): connect, read what the server sends first (at
+most 64 bytes, as ldirectord), up when its first character is ``2``. Deliberate fix: the
+connect is bounded too (ldirectord misspells its connect timeout, so a black-holed server
+stalled the whole daemon); the whole check runs under negotiatetimeout, enforced by
+``guarded``. Knows nothing about the engine.
+"""
+
+from __future__ import annotations
+
+from ldirectord.checks._net import open_tcp
+from ldirectord.checks.base import CheckFailed, CheckTarget, Outcome, Reason, set_phase
+
+#: ldirectord reads at most this much of the greeting.
+GREETING_BYTES = 64
+
+
+async def check_nntp(target: CheckTarget) -> Outcome:
+    async with await open_tcp(target.host, target.port) as conn:
+        set_phase("waiting for the greeting")
+        greeting = await conn.read_some(GREETING_BYTES)
+        text = greeting.decode("utf-8", "replace").splitlines()[0][:120] if greeting else ""
+        if not greeting:
+            raise CheckFailed(Reason.CLOSED, "connection closed without a greeting")
+        if not greeting.startswith(b"2"):
+            raise CheckFailed(Reason.BAD_STATUS, f"greeting: {text}")
+        return Outcome.ok(text)
