@@ -54,8 +54,8 @@ class RawConfig:
     filename: str
     globals: list[Directive] = field(default_factory=list)
     virtuals: list[RawVirtual] = field(default_factory=list)
-    #: (global directive, the virtual block that the line ended), for hints.
-    block_enders: dict[int, RawVirtual] = field(default_factory=dict)
+    #: Numbers of the blank lines, for hints ("a blank line ends a virtual block").
+    blank_lines: frozenset[int] = frozenset()
 
 
 def _global(item: GlobalLine, filename: str) -> Directive:
@@ -118,19 +118,17 @@ def _virtual(block: VirtualBlock, filename: str) -> RawVirtual:
 
 def parse_items(items: list[LogicalItem], filename: str) -> RawConfig:
     raw = RawConfig(filename)
-    enders: dict[int, RawVirtual] = {}
     for item in items:
         if isinstance(item, GlobalLine):
             raw.globals.append(_global(item, filename))
-            continue
-        virtual = _virtual(item, filename)
-        raw.virtuals.append(virtual)
-        if virtual.end_line:
-            enders[virtual.end_line] = virtual
-    raw.block_enders = enders
+        else:
+            raw.virtuals.append(_virtual(item, filename))
     return raw
 
 
 def parse(text: str, filename: str) -> RawConfig:
     """Text → raw tree. Never raises for any str input."""
-    return parse_items(lex(split_lines(text)), filename)
+    lines = split_lines(text)
+    raw = parse_items(lex(lines), filename)
+    raw.blank_lines = frozenset(line.number for line in lines if not line.raw.strip())
+    return raw

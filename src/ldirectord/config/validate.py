@@ -230,10 +230,13 @@ _GLOBAL_NAMES = frozenset(
 
 def _indent_hint(raw: RawConfig, d: Directive) -> str:
     """An indented line at global level: why it is not part of a virtual block."""
+    number = d.loc.line
     indent = len(d.text) - len(d.text.lstrip(" "))
     if d.text[:1] == " " and indent < 4:
-        return "lines inside a virtual block must be indented by at least 4 spaces or a tab"
-    number = d.loc.line
+        hint = "lines inside a virtual block must be indented by at least 4 spaces or a tab"
+        if number - 1 in raw.blank_lines and any(v.loc.line < number for v in raw.virtuals):
+            hint += f"; the blank line {number - 1} would end the virtual block too"
+        return hint
     previous = [v for v in raw.virtuals if v.loc.line < number]
     if previous and previous[-1].ended_by is BlockEnd.BLANK:
         block = previous[-1]

@@ -161,6 +161,8 @@ def unknown_hint(name: str | None, text: str, *, in_block: bool) -> str | None:
     """Why a line is an "Unknown command", for the common cases."""
     if text.endswith("\r") and text[:-1].strip() and name is not None and name in KNOWN:
         return "the file has Windows (CRLF) line endings: convert it with dos2unix"
+    if not text.strip():
+        return "a line of only blanks inside a virtual block: delete the blanks"
     if text.lstrip().startswith("["):
         return "ldirectord.cf has no [sections]: global directives start in column 0"
     if name is None:
