@@ -149,10 +149,16 @@ def start(opts: CliOptions, config: Config | None = None) -> int:
     if pidfile.probe(opts.pid_file).running:
         return 0
     foreground = opts.debug or config.globals.supervised
-    for path in (opts.pulse_file, state_file(opts)) + (() if foreground else (opts.pid_file,)):
-        problem = check_writable(path)
+    # Under systemd (Type=notify) the service manager supervises us: stay in the foreground
+    # (no fork), but keep the pid file and the configured log, so the CLI contract holds.
+    systemd = not foreground and bool(os.environ.get("NOTIFY_SOCKET"))
+    checks = [(opts.pulse_file, "pulse file"), (state_file(opts), "state file")]
+    if not foreground:
+        checks.append((opts.pid_file, "pid file"))
+    for path, what in checks:
+        problem = check_writable(path, what)
         if problem is not None:
-            _err(f"ldirectord: {problem.replace('pulse file', 'file')}")
+            _err(f"ldirectord: {problem}")
             return 1
     mode = choose_mode(
         debug=opts.debug, supervised=config.globals.supervised, logfile=config.globals.logfile
@@ -175,16 +181,30 @@ def start(opts: CliOptions, config: Config | None = None) -> int:
         state_file=os.path.abspath(state_file(opts)),
         debug=opts.debug,
     )
-    logger.log(starting_line(foreground))
+    logger.log(starting_line(foreground or systemd))
     if foreground:
         return run_foreground(options, config, logger)
+    if systemd:
+        return run_foreground(options, config, logger, os.path.abspath(opts.pid_file))
     return daemonise(options, config, logger, os.path.abspath(opts.pid_file))
 
 
-def run_foreground(options: DaemonOptions, config: Config, logger: Logger) -> int:
+def run_foreground(
+    options: DaemonOptions, config: Config, logger: Logger, pid_path: str | None = None
+) -> int:
     import asyncio
 
-    return asyncio.run(Daemon(options, config, logger).run())
+    if pid_path is None:
+        return asyncio.run(Daemon(options, config, logger).run())
+    try:
+        pidfile.write_pid(pid_path)
+    except OSError as exc:
+        _err(f"ldirectord: can not write the pid file {pid_path}: {exc.strerror or exc}")
+        return 1
+    try:
+        return asyncio.run(Daemon(options, config, logger).run())
+    finally:
+        pidfile.remove_if_ours(pid_path)
 
 
 def daemonise(options: DaemonOptions, config: Config, logger: Logger, pid_path: str) -> int:

@@ -25,20 +25,20 @@ from ldirectord.runtime.sdnotify import Notifier
 ERROR_EVERY = 60.0  # seconds between two log lines about a failing pulse write
 
 
-def check_writable(path: str) -> str | None:
+def check_writable(path: str, what: str = "pulse file") -> str | None:
     """Prove at start-up that ``path`` can be written atomically; return the error otherwise."""
     directory = os.path.dirname(os.path.abspath(path)) or "/"
     if not os.path.isdir(directory):
-        return f"pulse directory {directory} does not exist"
+        return f"cannot write the {what} {path}: directory {directory} does not exist"
     probe = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.probe")
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        return f"cannot write the pulse file {path}: {exc.strerror or exc}"
+        return f"cannot write the {what} {path}: {exc.strerror or exc}"
     if os.path.isdir(path):
-        return f"cannot write the pulse file {path}: it is a directory"
+        return f"cannot write the {what} {path}: it is a directory"
     return None
 
 

@@ -74,7 +74,8 @@ class Notifier:
         return self.send(f"STATUS={_one_line(text)}")
 
     def watchdog(self) -> bool:
-        return self.send("WATCHDOG=1")
+        """Ping the watchdog, when systemd asked for one (WatchdogSec=)."""
+        return bool(self.watchdog_usec) and self.send("WATCHDOG=1")
 
     def close(self) -> None:
         if self._sock is not None:

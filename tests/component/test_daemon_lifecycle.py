@@ -1,0 +1,245 @@
+"""The "Done when" sequence, as the OCF agent drives it, against the real binary.
+
+start → status 0 → pulse beating → reload → bad reload keeps running (table untouched) →
+stop (waits) → status 3, on the dry-run backend with real loopback HTTP real servers, the
+daemon daemonised as a subprocess with --rundir in a temp dir; READY=1 and friends arrive on a
+real NOTIFY_SOCKET.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ldirectord import pulse_format
+from tests.component.test_daemon_support import (
+    LDIRECTORD,
+    demo_config,
+    http_reals,
+    kill_pidfile,
+    ldirectord,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.component, pytest.mark.slow]
+
+
+@pytest.fixture
+def rundir(tmp_path: Path) -> Iterator[Path]:
+    run = tmp_path / "run"
+    run.mkdir()
+    yield run
+    for pid_file in run.glob("*.pid"):
+        kill_pidfile(pid_file)
+
+
+def state(run: Path, name: str) -> dict[str, object]:
+    doc: dict[str, object] = json.loads((run / f"ldirectord.{name}.state").read_text())
+    return doc
+
+
+def test_start_status_pulse_reload_badreload_stop(tmp_path: Path, rundir: Path) -> None:
+    cfg = tmp_path / "lvs.cf"
+    opts = ["--dry-run", "--rundir", str(rundir)]
+    pid_file = rundir / "ldirectord.lvs.cf.pid"
+    pulse = rundir / "ldirectord.lvs.cf.pulse"
+    with http_reals(tmp_path, 2) as reals:
+        ports = [r.port for r in reals]
+        demo_config(cfg, ports)
+
+        # --- start: daemonises, returns after the first reconcile
+        t0 = time.monotonic()
+        started = ldirectord(*opts, str(cfg), "start")
+        assert started.returncode == 0, started.stderr
+        start_returned = time.monotonic() - t0
+        wait_for("running with 2/2 up", lambda: _status_of(rundir, "lvs.cf") == ("running", 2))
+        ready_after = time.monotonic() - t0
+        pid = int(pid_file.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[-3:-1] == [str(cfg).encode(), b"start"]  # pgrep -f fallback
+        assert LDIRECTORD.encode() in b" ".join(cmdline)
+        assert os.readlink(f"/proc/{pid}/cwd") == "/"
+
+        # --- start again: already running → 0, same daemon
+        assert ldirectord(*opts, str(cfg), "start").returncode == 0
+        assert int(pid_file.read_text()) == pid
+
+        # --- status 0 with ldirectord's exact first line, then our table
+        st = ldirectord(*opts, str(cfg), "status")
+        assert st.returncode == 0
+        assert st.stderr == f"ldirectord for {cfg} is running with pid: {pid}\n"
+        assert f"127.0.0.1:{ports[0]}" in st.stdout and "up" in st.stdout
+        js = json.loads(ldirectord(*opts, str(cfg), "status", "--json").stdout)
+        assert js["running"] and js["pid"] == pid and js["state"]["virtuals"][0]["reals_up"] == 2
+
+        # --- the pulse beats (checkinterval 1 s) and says 2/2 up
+        first = pulse.stat().st_mtime
+        wait_for("the pulse to beat", lambda: pulse.stat().st_mtime > first + 0.5, 10)
+        doc = pulse_format.decode(pulse.read_bytes())
+        assert doc is not None and doc.pid == pid and doc.checks_completed >= 2
+        assert [(v.name, v.reals_up, v.reals_total) for v in doc.virtuals] == [
+            ("127.0.0.1:8080", 2, 2)
+        ]
+
+        # --- reload: a new weight goes through the reconciler
+        demo_config(cfg, ports, weights=[1, 5])
+        assert ldirectord(*opts, str(cfg), "reload").returncode == 0
+        wait_for("the reload", lambda: state(rundir, "lvs.cf")["reloads"] == 1)
+
+        def weights() -> list[object]:
+            virtuals = state(rundir, "lvs.cf")["virtuals"]
+            assert isinstance(virtuals, list)
+            return [r["weight"] for r in virtuals[0]["reals"]]
+
+        wait_for("weight 5", lambda: weights() == [1, 5])
+        table_before = ldirectord(*opts, str(cfg), "status").stdout.splitlines()[2:]
+
+        # --- bad reload from the CLI: exit 2 with file:line:col, the daemon is not told
+        good_text = cfg.read_text()
+        cfg.write_text(good_text + "\tbogus=1\n")
+        bad = ldirectord(*opts, str(cfg), "reload")
+        assert bad.returncode == 2
+        assert f"{cfg}:" in bad.stderr
+        assert pid_file.exists() and int(pid_file.read_text()) == pid  # pid file untouched
+        # status and stop still work with the broken config
+        assert ldirectord(*opts, str(cfg), "status").returncode == 0
+
+        # --- bad reload by SIGHUP (as `kill -HUP`): logged, old config keeps running
+        os.kill(pid, 1)
+        wait_for("the failed reload", lambda: state(rundir, "lvs.cf")["failed_reloads"] == 1)
+        log = (tmp_path / "ldirectord.log").read_text()
+        assert f"Error reading file {cfg}: {cfg}:" in log
+        assert "the running configuration is unchanged" in log
+        assert weights() == [1, 5]
+        table_after = ldirectord(*opts, str(cfg), "status").stdout.splitlines()[2:]
+        strip = [line[:60] for line in table_before]
+        assert [line[:60] for line in table_after] == strip
+
+        # --- stop with the broken config: TERM, and `stop` returns once the daemon is gone
+        t1 = time.monotonic()
+        stopped = ldirectord(*opts, str(cfg), "stop")
+        stop_took = time.monotonic() - t1
+        assert stopped.returncode == 0, stopped.stderr
+        assert not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes()
+        assert not pid_file.exists()
+
+        # --- status 3
+        st = ldirectord(*opts, str(cfg), "status")
+        assert st.returncode == 3
+        assert st.stdout.startswith(f"ldirectord is stopped for {cfg}\n")
+        log = (tmp_path / "ldirectord.log").read_text()
+        assert "Purged virtual server (stop): 127.0.0.1:8080" in log
+        assert "Linux Director Daemon terminated on signal: SIGTERM" in log
+    print(
+        f"\nstart returned after {start_returned:.2f} s, all reals up after {ready_after:.2f} s,"
+        f" stop took {stop_took:.2f} s"
+    )
+    assert stop_took < 31
+
+
+def _status_of(run: Path, name: str) -> tuple[object, object] | None:
+    try:
+        doc = state(run, name)
+    except (OSError, ValueError):
+        return None
+    virtuals = doc["virtuals"]
+    assert isinstance(virtuals, list)
+    return doc["status"], virtuals[0]["reals_up"] if virtuals else None
+
+
+def _recv_until(sock: socket.socket, prefix: str) -> tuple[str, list[str]]:
+    seen = []
+    while True:
+        msg = sock.recv(4096).decode()
+        seen.append(msg)
+        if msg.startswith(prefix):
+            return msg, seen
+
+
+def test_systemd_notify_flow(tmp_path: Path, rundir: Path) -> None:
+    """Type=notify: no fork, pid file kept, READY/STATUS/WATCHDOG/RELOADING/STOPPING."""
+    cfg = tmp_path / "sd.cf"
+    notify_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(30)
+    env = dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="20000000")
+    opts = ["--dry-run", "--rundir", str(rundir)]
+    try:
+        with http_reals(tmp_path, 2) as reals:
+            demo_config(cfg, [r.port for r in reals])
+            t0 = time.monotonic()
+            proc = subprocess.Popen(
+                [LDIRECTORD, *opts, str(cfg), "start"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            try:
+                ready, _ = _recv_until(notify, "READY=1")
+                ready_after = time.monotonic() - t0
+                assert "STATUS=running: 1 virtual services, 2/2 real servers up" in ready
+                assert int((rundir / "ldirectord.sd.cf.pid").read_text()) == proc.pid
+                _recv_until(notify, "WATCHDOG=1")  # pinged from the pulse beat
+                st = ldirectord(*opts, str(cfg), "status")
+                assert st.returncode == 0 and f"pid: {proc.pid}" in st.stderr
+                assert ldirectord(*opts, str(cfg), "reload").returncode == 0
+                _recv_until(notify, "RELOADING=1\nMONOTONIC_USEC=")
+                _recv_until(notify, "READY=1")
+                proc.terminate()
+                _recv_until(notify, "STOPPING=1")
+                assert proc.wait(30) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                assert proc.stderr is not None
+                proc.stderr.close()
+    finally:
+        notify.close()
+    assert not (rundir / "ldirectord.sd.cf.pid").exists()
+    print(f"\nsystemd start → READY=1 after {ready_after:.2f} s")
+
+
+def test_stale_pid_file_and_stopped(tmp_path: Path, rundir: Path) -> None:
+    cfg = tmp_path / "x.cf"
+    cfg.write_text("this is not a config\n")  # status never reads it
+    opts = ["--rundir", str(rundir)]
+    st = ldirectord(*opts, str(cfg), "status")
+    assert (st.returncode, st.stdout, st.stderr) == (3, f"ldirectord is stopped for {cfg}\n", "")
+    pid_file = rundir / "ldirectord.x.cf.pid"
+    pid_file.write_text("999999\n")
+    st = ldirectord(*opts, str(cfg), "status")
+    assert st.returncode == 1
+    assert st.stderr == f"ldirectord stale pid file {pid_file} for {cfg}\n"
+    assert st.stdout.startswith(f"ldirectord is stopped for {cfg}\n")
+    assert ldirectord(*opts, str(cfg), "stop").returncode == 0
+    assert ldirectord(*opts, str(cfg), "try-restart").returncode == 0
+    reload = ldirectord(*opts, str(cfg), "reload")
+    assert reload.returncode == 2  # ldirectord reads the config first
+    bad_start = ldirectord(*opts, str(cfg), "start")
+    assert bad_start.returncode == 2 and f"{cfg}:1:" in bad_start.stderr
+    assert pid_file.read_text() == "999999\n"  # a CLI command never deletes a pid file
+    missing = ldirectord(*opts, str(tmp_path / "nope.cf"), "start")
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_unwritable_pulse_directory_is_a_loud_start_error(tmp_path: Path, rundir: Path) -> None:
+    cfg = tmp_path / "p.cf"
+    demo_config(cfg, [1])
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = ldirectord(
+        "--dry-run", "--rundir", str(rundir), "--pulse", f"{blocker}/x.pulse", str(cfg), "start"
+    )
+    assert res.returncode == 1
+    assert "x.pulse" in res.stderr
+    assert not (rundir / "ldirectord.p.cf.pid").exists()
