@@ -54,7 +54,8 @@ def test_abstract_socket_and_no_socket() -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(b"\0" + name.encode())
     try:
-        n = Notifier(env={"NOTIFY_SOCKET": "@" + name})
+        n = Notifier(env={"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "1000000"})
+        assert not Notifier(env={"NOTIFY_SOCKET": "@" + name}).watchdog()  # no WatchdogSec
         assert n.watchdog()
         n.close()
         assert _recv_all(server) == ["WATCHDOG=1"]
