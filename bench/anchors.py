@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -43,7 +44,9 @@ class Recipe:
 
 def anchor_available(daemon: str) -> str | None:
     """None when the anchor can run, else why not (the row is then reported as missing)."""
-    path = {"perl": PERL_LDIRECTORD, "keepalived": KEEPALIVED}[daemon]
+    if daemon == "limit":
+        return None if shutil.which("ipvsadm") else "ipvsadm not installed"
+    path = PERL_LDIRECTORD if daemon == "perl" else KEEPALIVED
     if not os.access(path, os.X_OK):
         return f"{path} not installed"
     if daemon == "perl" and shutil.which("ipvsadm") is None:
@@ -138,7 +141,7 @@ def recipe(
     timeout: int = 2,
     weights: Mapping[str, int] | None = None,
 ) -> Recipe:
-    """The recipe for ``perl``, ``keepalived`` or ``keepalived-default`` (without alpha)."""
+    """The recipe for ``perl``, ``keepalived``, ``keepalived-default`` (no alpha) or ``limit``."""
     if daemon == "perl":
         path = os.path.join(workdir, "bench.cf")
         text = ldirectord_cf(
@@ -175,4 +178,9 @@ def recipe(
             os.path.join(workdir, "checkers.pid"),
         )
         return Recipe(daemon, argv, path, text, workdir)
+    if daemon == "limit":
+        path = os.path.join(workdir, "bench.cf")
+        text = ldirectord_cf(reals, check=check, interval=interval, timeout=timeout)
+        limit_argv = (sys.executable, "-m", "bench.guest_limit", path)
+        return Recipe(daemon, limit_argv, path, text, os.getcwd())  # cwd: where bench imports from
     raise ValueError(f"unknown anchor {daemon!r}")

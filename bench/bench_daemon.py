@@ -1,15 +1,35 @@
-"""Ours end to end against real IPVS, beside the anchors (host side, plus ours' recipe).
+"""Ours end to end against real IPVS, beside Perl ldirectord, keepalived and the limit.
 
-Owns ours_recipe() (how our daemon is started in the guest; stdlib only, imported there).
+Owns the three real-IPVS families of BENCHMARKS.md (detection, start-up, reload): which
+scenarios run (the grid, reps and caps), booting one User-Mode Linux guest per scenario
+through tests/kernel/uml.py, and turning the guests' results into tables with ratios. The
+guest side lives in guest_scenario.py / guest_reload.py; the anchors' configs in anchors.py.
+
+Also owns ours_recipe(): how our daemon is started in the guest (stdlib only, imported there).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from bench.anchors import Recipe, ldirectord_cf
+from bench.anchors import Recipe, anchor_available, ldirectord_cf
+from bench.common import Row, Section, fmt_num, median
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DAEMONS = ("ours", "perl", "keepalived", "limit")
+LABEL = {"ours": "ours", "perl": "Perl ldirectord", "keepalived": "keepalived", "limit": "limit"}
+INTERVAL, TIMEOUT = 1, 2
+DETECT_GRID = ((10, 0), (100, 0), (100, 10), (1000, 0), (1000, 10), (1000, 100))
+STARTUP_GRID = ((100, 0), (100, 50), (1000, 0), (1000, 500))
+QUICK_GRID = ((6, 2),)
+RELOAD_N, QUICK_RELOAD_N = 10_000, 200
+GUEST_CPU = "1"  # the guest (UML kernel and every process in it) is pinned to this host CPU
 
 
 def ours_recipe(
@@ -35,3 +55,354 @@ def ours_recipe(
     head = (script,) if os.access(script, os.X_OK) else (sys.executable, "-m", "ldirectord")
     argv = (*head, "--backend", "ipvs", "-d", "--rundir", workdir, path, "start")
     return Recipe("ours", argv, path, text, workdir)
+
+
+# --- what runs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    daemon: str
+    n: int
+    hung: int
+    startups: int
+    kills: int
+    warm: bool
+    startup_cap: float
+    detect_cap: float
+
+    def spec(self, seed: int) -> dict[str, Any]:
+        return {
+            "daemon": self.daemon,
+            "n": self.n,
+            "hung": self.hung,
+            "startups": self.startups,
+            "kills": self.kills,
+            "warm": self.warm,
+            "startup_cap": self.startup_cap,
+            "detect_cap": self.detect_cap,
+            "settle": 2.0,
+            "seed": seed,
+            "interval": INTERVAL,
+            "timeout": TIMEOUT,
+        }
+
+    def guest_timeout(self) -> float:
+        per_start = self.startup_cap + 20
+        per_kill = self.detect_cap + INTERVAL + 2
+        return (
+            90
+            + self.startups * per_start
+            + (per_start if self.warm else 0)
+            + 3
+            + (self.kills * per_kill)
+        )
+
+
+def plans(quick: bool) -> list[Plan]:
+    """The scenarios, one guest boot each. Perl ldirectord gets fewer reps: it is slow."""
+    if quick:
+        return [Plan(d, n, h, 1, 1, d == "perl", 30, 15) for d in DAEMONS for n, h in QUICK_GRID]
+    out = []
+    grid = sorted(set(DETECT_GRID) | set(STARTUP_GRID))
+    for daemon in DAEMONS:
+        for n, h in grid:
+            detect = (n, h) in DETECT_GRID
+            startup = (n, h) in STARTUP_GRID
+            if daemon == "perl":
+                # Cold start costs three ipvsadm runs per real (§3.6 of the reference): time it
+                # once where the start-up table needs it, else detect from a warm table.
+                starts = 1 if startup or n <= 10 else 0
+                out.append(Plan(daemon, n, h, starts, 2 if detect else 0, True, 60, 60))
+            else:
+                out.append(
+                    Plan(daemon, n, h, 3 if startup else 1, 3 if detect else 0, False, 60, 30)
+                )
+    return out
+
+
+# --- running guests --------------------------------------------------------------------------
+
+
+def guest_unavailable() -> str | None:
+    try:
+        sys.path.insert(0, REPO) if REPO not in sys.path else None
+        from tests.kernel import uml
+    except ImportError as exc:
+        return f"the UML runner tests/kernel/uml.py is not importable ({exc})"
+    return uml.available()
+
+
+def run_guest(module: str, spec: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """Boot a guest, run ``python -m module SPEC``, return its BENCH-RESULT (or an error)."""
+    from tests.kernel import uml
+
+    os.environ.setdefault("UML_CPU", GUEST_CPU)
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    argv = [uml.guest_python(), "-m", module, json.dumps(spec, separators=(",", ":"))]
+    try:
+        result = uml.run_in_guest(argv, timeout=timeout, env=env, cwd=REPO)
+    except uml.GuestError as exc:
+        return {"error": f"guest failed: {str(exc)[:300]}"}
+    for line in result.stdout.splitlines():
+        if line.startswith("BENCH-RESULT "):
+            parsed: dict[str, Any] = json.loads(line.removeprefix("BENCH-RESULT "))
+            return parsed
+    return {"error": f"no result (rc {result.returncode}): {result.stderr.strip()[-300:]}"}
+
+
+def run_scenarios(quick: bool, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Every plan, one guest each; a missing anchor or runner becomes an error result."""
+    unavailable = guest_unavailable()
+    results = []
+    for seed, plan in enumerate(plans(quick), start=1):
+        reason = unavailable or (None if plan.daemon == "ours" else anchor_available(plan.daemon))
+        began = time.monotonic()
+        if reason is not None:
+            result: dict[str, Any] = {"error": f"missing: {reason}"}
+        else:
+            result = run_guest("bench.guest_scenario", plan.spec(seed), plan.guest_timeout())
+        result |= {"daemon": plan.daemon, "n": plan.n, "hung": plan.hung, "plan": plan}
+        results.append(result)
+        log(
+            f"  {plan.daemon:<10} N={plan.n:<5} H={plan.hung:<4} {_brief(result)}"
+            f"  [{time.monotonic() - began:.0f} s]"
+        )
+    return results
+
+
+def _brief(result: Mapping[str, Any]) -> str:
+    if result.get("error") and not result.get("startup") and not result.get("detect"):
+        return "error: " + str(result["error"]).splitlines()[0][:120]
+    starts = [s.get("s") for s in result.get("startup", [])]
+    return f"start-up {starts} detect {result.get('detect')}"
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def _capped_median(values: Sequence[float | None]) -> tuple[float | None, bool]:
+    """Median with capped runs (None) counted as +infinity: (value, capped)."""
+    if not values:
+        return None, False
+    ordered = sorted(values, key=lambda v: float("inf") if v is None else v)
+    mid = ordered[len(ordered) // 2] if len(ordered) % 2 else None
+    if len(ordered) % 2 == 0:
+        lo, hi = ordered[len(ordered) // 2 - 1], ordered[len(ordered) // 2]
+        mid = None if lo is None or hi is None else (lo + hi) / 2
+    return mid, mid is None
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    value: float | None
+    text: str
+    cap: float | None = None  # set when the value is "> cap"
+
+
+def _cell(result: Mapping[str, Any] | None, values: Sequence[float | None], cap: float) -> Cell:
+    if result is None:
+        return Cell(None, "–")
+    if not values:
+        error = str(result.get("error") or "")
+        if error.startswith("missing"):
+            return Cell(None, "missing")
+        return Cell(None, "error" if error else "–")
+    value, capped = _capped_median(values)
+    if capped:
+        return Cell(None, f"> {cap:g}", cap)
+    return Cell(value, f"{value:.2f}")
+
+
+def _ratio(ours: Cell, other: Cell) -> str:
+    if ours.value is None:
+        return "–"
+    if other.cap is not None:
+        return f"< {ours.value / other.cap:.2f}×"
+    if other.value is None or other.value == 0:
+        return "–"
+    return f"{ours.value / other.value:.2f}×"
+
+
+def _index(results: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int, int], Mapping[str, Any]]:
+    return {(r["daemon"], r["n"], r["hung"]): r for r in results}
+
+
+def detection_rows(results: Sequence[Mapping[str, Any]], quick: bool) -> list[Row]:
+    index = _index(results)
+    rows = []
+    for n, h in QUICK_GRID if quick else DETECT_GRID:
+        cells: dict[str, Cell] = {}
+        row: Row = {"N": n, "hung": h}
+        kills = []
+        for daemon in DAEMONS:
+            result = index.get((daemon, n, h))
+            cap = result["plan"].detect_cap if result else 0.0
+            values = list(result.get("detect", [])) if result else []
+            cells[daemon] = _cell(result, values, cap)
+            row[f"{LABEL[daemon]} s"] = cells[daemon].text
+            kills.append(str(len(values)))
+            if result and daemon == "perl" and result.get("detect_mode") == "warm":
+                row[f"{LABEL[daemon]} s"] += " ʷ"
+        row["ours ÷ Perl"] = _ratio(cells["ours"], cells["perl"])
+        row["ours ÷ keepalived"] = _ratio(cells["ours"], cells["keepalived"])
+        row["ours ÷ limit"] = _ratio(cells["ours"], cells["limit"])
+        row["kills (ours/Perl/ka/limit)"] = "/".join(kills)
+        rows.append(row)
+    return rows
+
+
+def startup_rows(results: Sequence[Mapping[str, Any]], quick: bool) -> list[Row]:
+    index = _index(results)
+    rows = []
+    for n, h in QUICK_GRID if quick else STARTUP_GRID:
+        cells: dict[str, Cell] = {}
+        row: Row = {"N": n, "hung": f"{h} ({100 * h // n}%)"}
+        hung_seen = []
+        for daemon in DAEMONS:
+            result = index.get((daemon, n, h))
+            cap = result["plan"].startup_cap if result else 0.0
+            runs = list(result.get("startup", [])) if result else []
+            finished = [s.get("s") for s in runs if s.get("exited") is None]
+            cells[daemon] = _cell(result, finished, cap)
+            row[f"{LABEL[daemon]} s"] = cells[daemon].text
+            hung_seen.append(str(max((s.get("hung_seen", 0) for s in runs), default="–")))
+        row["ours ÷ Perl"] = _ratio(cells["ours"], cells["perl"])
+        row["ours ÷ keepalived"] = _ratio(cells["ours"], cells["keepalived"])
+        row["ours ÷ limit"] = _ratio(cells["ours"], cells["limit"])
+        row["hung reals seen in table (ours/Perl/ka/limit)"] = "/".join(hung_seen)
+        rows.append(row)
+    return rows
+
+
+def _errors(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    notes = []
+    for r in results:
+        if r.get("error") and not str(r["error"]).startswith("missing"):
+            first = str(r["error"]).strip().splitlines()
+            notes.append(
+                f"- {LABEL[r['daemon']]} N={r['n']} H={r['hung']}: {fmt_num(' '.join(first)[:300])}"
+            )
+    return notes
+
+
+DETECTION_METHOD = """
+Inside one User-Mode Linux guest per row and daemon (Debian's linux.uml, real IPVS, the
+whole guest pinned to host CPU {cpu} with taskset), one virtual service with N real servers:
+loopback listeners on 127.1.x.y:80 served by one asyncio process in the guest; healthy ones
+answer `HTTP/1.0 200 OK`, hung ones accept and never answer. Every daemon reads the same
+semantics: HTTP GET every 1 s with a 2 s deadline, a failed check deletes the real
+(ldirectord `quiescent=no`, `failurecount=1`; keepalived `retry 0`, `alpha`). After the table
+holds every healthy real and 2 s of steady state, a healthy real chosen at random is killed (its
+listener closed, open connections reset) at a random moment within one check interval; the
+figure is the time until it leaves the table, read from /proc/net/ip_vs every 0.1 s (so ±0.1 s),
+median of the kills (`kills` column; a kill still in the table at the cap counts as +∞ and
+ends the row: "> cap"). *limit* is bench/guest_limit.py: one raw-asyncio HTTP check per real
+every second streaming adds and deletes into one `ipvsadm -R` — what a plain event loop and the
+kernel do here; with a 1 s interval its expected detection is about 0.5 s. ʷ: Perl ldirectord
+started on a table that already held the healthy reals (as after a restart), because its cold
+start costs three `ipvsadm` runs per real and exceeds the cap from N = 100. Ratios below 1 mean
+ours is faster. Everything in the guest (checkers, servers, kernel) shares one host CPU, and
+the host is shared with other work: expect ±20 % between runs.
+"""
+
+STARTUP_METHOD = """
+Same guest, fleet and configs as the detection table. Time from spawning the daemon on an empty
+IPVS table until every healthy real is in it (interpreter start-up and imports included), median
+of 3 cold starts (1 for Perl ldirectord), capped at {cap} s. The hung reals are spread evenly
+through the config. The last column is the most hung reals ever seen in the table during
+start-up: a hung real in the table would receive traffic (Perl ldirectord adds and deletes every
+real at start, a short flash; keepalived without `alpha` puts every real in service until its
+first check fails).
+"""
+
+RELOAD_METHOD = """
+Inside the guest (pinned as above), {n} reals in one virtual service, not probed (ldirectord
+`checktype=on`, keepalived real servers without a checker), so the table holds every real from
+the start. Each reload rewrites the config with one more real at weight 2 (exactly one real
+differs from the running config) and sends SIGHUP; *wall* is the time until that real shows
+weight 2 in /proc/net/ip_vs (polled every 0.1 s; reading {n} entries takes part of that),
+median of {reloads} reloads. *fewest in table* is the fewest reals seen during a reload (below
+{n} means reals were removed and re-added). *table writes / reads* are the IPVS netlink requests
+of one more reload, counted with `strace -f` (writes: new/set/del of services and dests; reads:
+dumps and gets). *fill* is the start-up with no checks: spawn until all {n} reals are in the
+table. Perl ldirectord is not run: its cold start alone is three `ipvsadm` processes per real.
+"""
+
+
+def ipvs_sections(quick: bool, log: Callable[[str], None]) -> tuple[Section, Section]:
+    """Families 2 (detection) and 3 (start-up), from the same guest runs."""
+    began = time.monotonic()
+    results = run_scenarios(quick, log)
+    took = (time.monotonic() - began) / 2
+    cap = 30 if quick else 60
+    errors = _errors(results)
+    detection = Section(
+        "detection",
+        "Detection: a healthy real dies, until it leaves the IPVS table (s)",
+        DETECTION_METHOD.format(cpu=os.environ.get("UML_CPU", GUEST_CPU)),
+        detection_rows(results, quick),
+        seconds=took,
+    )
+    startup = Section(
+        "startup",
+        "Start-up: spawn until every healthy real is in the IPVS table (s)",
+        STARTUP_METHOD.format(cap=cap),
+        startup_rows(results, quick),
+        seconds=took,
+    )
+    if errors:
+        detection.notes.append("Errors in this run:\n" + "\n".join(errors))
+    reason = guest_unavailable()
+    if reason:
+        detection.error = startup.error = reason
+    return detection, startup
+
+
+def reload_section(quick: bool, log: Callable[[str], None]) -> Section:
+    began = time.monotonic()
+    n = QUICK_RELOAD_N if quick else RELOAD_N
+    reloads = 1 if quick else 3
+    unavailable = guest_unavailable()
+    rows: list[Row] = []
+    walls: dict[str, float | None] = {}
+    for daemon in ("ours", "keepalived"):
+        reason = unavailable or (None if daemon == "ours" else anchor_available(daemon))
+        if reason:
+            rows.append({"daemon": LABEL[daemon], "N": n, "wall s": f"missing: {reason}"})
+            continue
+        spec = {"daemon": daemon, "n": n, "reloads": reloads, "cap": 120, "strace": True}
+        r = run_guest("bench.guest_reload", spec, timeout=120 + 140 * (reloads + 1) + 60)
+        wall = median(x.get("s") for x in r.get("reloads", []))
+        walls[daemon] = wall
+        ops = r.get("ops") or {}
+        rows.append({
+            "daemon": LABEL[daemon],
+            "N": n,
+            "wall s": wall if wall is not None else ("error" if r.get("error") else "> 120"),
+            "fewest in table": min((x["fewest"] for x in r.get("reloads", [])), default=None),
+            "table writes": ops.get("writes"),
+            "writes by kind": " ".join(f"{k}:{v}" for k, v in sorted(ops.get("by_cmd", {}).items())),
+            "table reads": ops.get("reads"),
+            "fill s": r.get("fill_s"),
+        })  # fmt: skip
+        log(
+            f"  reload {daemon:<10} N={n} {rows[-1]}"
+            + (f" error: {r['error'][:200]}" if r.get("error") else "")
+        )
+    section = Section(
+        "reload",
+        f"Reload: {n:,} reals, one changed, SIGHUP",
+        RELOAD_METHOD.format(n=f"{n:,}", reloads=reloads),
+        rows,
+        seconds=time.monotonic() - began,
+    )
+    ours, ka = walls.get("ours"), walls.get("keepalived")
+    if ours is not None and ka:
+        section.notes.append(f"Reload wall time, ours ÷ keepalived: {ours / ka:.2f}×.")
+    return section

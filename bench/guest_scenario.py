@@ -22,6 +22,8 @@ import asyncio
 import json
 import os
 import random
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -166,6 +168,8 @@ async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
+    subprocess.run(["modprobe", "ip_vs"], check=False, timeout=30)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))  # root in the guest
     result = asyncio.run(scenario(spec))
     sys.stdout.write("BENCH-RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()

@@ -1,0 +1,189 @@
+"""Reload of a big table: N reals, one real changed, SIGHUP (guest side).
+
+Runs inside the User-Mode Linux guest:
+
+    python -m bench.guest_reload SPEC_JSON
+
+SPEC keys: daemon (ours, keepalived), n, reloads, cap, strace (also count the netlink
+requests of one extra reload with strace attached). The reals are not probed (ldirectord
+``checktype=on``; keepalived real servers without a checker), so the table holds every real
+from the start and only the reload is measured. Prints ``BENCH-RESULT {json}``.
+
+Each reload rewrites the config with one more real at weight 2 (so exactly one real differs
+from the running config), sends SIGHUP and polls /proc/net/ip_vs until that real shows weight
+2: that is the reload's wall time. While waiting it records the fewest reals seen in the table
+(a reload that deletes and re-adds shows it). Kernel ops are counted from ``strace -f`` of the
+daemon's processes: every netlink request sent (dump requests counted apart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from bench import guest_ipvs
+from bench.guest_fleet import fleet_addresses
+from bench.guest_scenario import make_recipe
+
+SETTLE_S = 2.0
+
+
+async def wait_full(daemon: guest_ipvs.Daemon, reals: list[str], cap: float) -> float | None:
+    wanted = set(reals)
+    while time.monotonic() - daemon.started < cap and daemon.exited() is None:
+        if wanted.issubset(guest_ipvs.read_table()):
+            return time.monotonic() - daemon.started
+        await asyncio.sleep(guest_ipvs.POLL_S)
+    return None
+
+
+async def one_reload(
+    daemon: guest_ipvs.Daemon, workdir: str, reals: list[str], changed: int, cap: float
+) -> dict[str, Any]:
+    weights = {r: 2 for r in reals[: changed + 1]}
+    daemon.rewrite(make_recipe(daemon.recipe.daemon, workdir, reals, check="on", weights=weights))
+    target = reals[changed]
+    fewest = len(reals)
+    sent = time.monotonic()
+    daemon.signal(daemon.recipe.reload_signal)
+    while True:
+        table = guest_ipvs.read_table()
+        fewest = min(fewest, len(table))
+        if table.get(target) == 2:
+            return {"s": time.monotonic() - sent, "fewest": fewest}
+        if time.monotonic() - sent > cap or daemon.exited() is not None:
+            return {"s": None, "fewest": fewest}
+        await asyncio.sleep(guest_ipvs.POLL_S)
+
+
+def session_pids(leader: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == leader:
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+# IPVS generic-netlink commands (linux/ip_vs.h) that change the table.
+IPVS_WRITE_CMDS = {
+    1: "new_service",
+    2: "set_service",
+    3: "del_service",
+    5: "new_dest",
+    6: "set_dest",
+    7: "del_dest",
+    12: "flush",
+    16: "zero",
+}
+_PAYLOAD = re.compile(r'nlmsg_type=IPVS,[^}]*\}, "(\\x[0-9a-f]{2}|\\[0-7]{1,3}|.)')
+
+
+def _first_byte(escape: str) -> int:
+    if escape.startswith("\\x"):
+        return int(escape[2:], 16)
+    if escape.startswith("\\") and len(escape) > 1:
+        return int(escape[1:], 8)
+    return ord(escape)
+
+
+def count_netlink(trace_path: str) -> dict[str, Any]:
+    """IPVS requests in an strace log: table writes by command, and reads (dumps, gets)."""
+    writes: dict[str, int] = {}
+    reads = 0
+    with open(trace_path, errors="replace") as fh:
+        for line in fh:
+            if not re.search(r"\b(sendto|sendmsg)\(", line):
+                continue
+            for match in _PAYLOAD.finditer(line):
+                cmd = _first_byte(match.group(1))
+                if cmd in IPVS_WRITE_CMDS:
+                    writes[IPVS_WRITE_CMDS[cmd]] = writes.get(IPVS_WRITE_CMDS[cmd], 0) + 1
+                else:
+                    reads += 1
+    return {"writes": sum(writes.values()), "reads": reads, "by_cmd": writes}
+
+
+async def traced_reload(
+    daemon: guest_ipvs.Daemon, workdir: str, reals: list[str], changed: int, cap: float
+) -> dict[str, Any]:
+    if shutil.which("strace") is None:
+        return {"error": "strace not installed"}
+    trace = os.path.join(workdir, "reload.strace")
+    argv = ["strace", "-f", "-qq", "-e", "trace=sendto,sendmsg", "-e", "signal=none"]
+    argv += ["-s", "8", "-o", trace]
+    for pid in session_pids(daemon.pid):
+        argv += ["-p", str(pid)]
+    tracer = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    await asyncio.sleep(1.5)  # attach
+    result = await one_reload(daemon, workdir, reals, changed, cap)
+    await asyncio.sleep(SETTLE_S)
+    tracer.send_signal(signal.SIGINT)
+    try:
+        tracer.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        tracer.kill()
+        tracer.wait()
+    return result | count_netlink(trace)
+
+
+async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
+    reals = fleet_addresses(spec["n"])
+    workdir = tempfile.mkdtemp(prefix=f"bench-reload-{spec['daemon']}-")
+    recipe = make_recipe(spec["daemon"], workdir, reals, check="on")
+    out: dict[str, Any] = {
+        "daemon": spec["daemon"],
+        "n": spec["n"],
+        "fill_s": None,
+        "reloads": [],
+        "ops": None,
+        "error": None,
+    }
+    guest_ipvs.flush_table()
+    daemon = guest_ipvs.Daemon(recipe, os.path.join(workdir, "daemon.log"))
+    daemon.start()
+    try:
+        out["fill_s"] = await wait_full(daemon, reals, spec["cap"])
+        if out["fill_s"] is None:
+            out["error"] = f"table not filled within {spec['cap']} s: {daemon.log_tail()}"
+            return out
+        await asyncio.sleep(SETTLE_S)
+        for i in range(spec["reloads"]):
+            out["reloads"].append(await one_reload(daemon, workdir, reals, i, spec["cap"]))
+            await asyncio.sleep(SETTLE_S)
+        if spec.get("strace"):
+            out["ops"] = await traced_reload(daemon, workdir, reals, spec["reloads"], spec["cap"])
+        if daemon.exited() is not None:
+            out["error"] = f"daemon exited {daemon.exited()}: {daemon.log_tail()}"
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}\n{daemon.log_tail()}"
+    finally:
+        await daemon.stop(grace=1.0)
+        guest_ipvs.flush_table()
+    return out
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    subprocess.run(["modprobe", "ip_vs"], check=False, timeout=30)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    result = asyncio.run(scenario(spec))
+    sys.stdout.write("BENCH-RESULT " + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
