@@ -118,7 +118,7 @@ def parse_real(
     """One real=/real6= value → its real servers (several for a range); errors collected."""
     match = _REAL.search(value)
     if match is None:
-        hint = None
+        hint = "expected real=HOST[:PORT] gate|masq|ipip [WEIGHT]"
         if _V6_UNBRACKETED.match(value):
             hint = "IPv6 addresses go in brackets: real6=[2001:db8::1]:80 gate"
         problems.error(loc, "invalid address for real server (wrong format)", hint)

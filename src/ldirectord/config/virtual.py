@@ -65,6 +65,7 @@ class VirtualDraft:
     fwmark: int | None = None
     protocol: str = "tcp"
     valid: bool = True
+    address_hint: str | None = None
     address: str | None = None
     port: int = 0
     scheduler: str = "wrr"
@@ -121,6 +122,8 @@ def _header(raw: RawVirtual, problems: Problems) -> VirtualDraft:
         draft.host_text, draft.port_text = v4.group(1), v4.group(2)
     elif hostport:
         draft.host_text, draft.port_text = hostport.group(1), hostport.group(2)
+        if value.count(":") > 1:
+            draft.address_hint = "IPv6 addresses go in brackets: virtual6=[2001:db8::1]:80"
     elif fwmark := _FWMARK.match(value):
         draft.fwmark, draft.protocol, draft.service = int(fwmark.group(1)), "fwm", Service.NONE
         draft.address_as_written = fwmark.group(1)
@@ -491,7 +494,11 @@ def _resolve_address(draft: VirtualDraft, problems: Problems, env: Environment) 
     port = env.port(draft.port_text, draft.protocol)
     if address is None:
         why = env.host_failure(name, draft.family)
-        problems.error(draft.location, f"invalid address for virtual service (host {name}: {why})")
+        problems.error(
+            draft.location,
+            f"invalid address for virtual service (host {name}: {why})",
+            draft.address_hint,
+        )
         draft.valid = False
     if port is None:
         problems.error(
