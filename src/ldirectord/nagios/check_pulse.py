@@ -270,7 +270,7 @@ def check(opts: Options, stage: list[str]) -> Verdict:
         except pulse_format.PulseFormatError as exc:
             doc_error = f"has invalid content: {exc}"
         if doc is not None:
-            stage[0] = "checking the pid"
+            stage[0] = "checking the pid in"
             obs.pid_alive = pid_alive(doc.pid)
     stage[0] = "evaluating"
     return evaluate(obs, opts, doc, doc_error)
@@ -290,13 +290,15 @@ def run(opts: Options) -> Verdict | None:
     done = _thread.allocate_lock()
     done.acquire()
     result: list[Verdict] = []
-    stage = ["starting"]
+    stage = ["starting to check"]
 
     def worker() -> None:
         try:
             result.append(check(opts, stage))
         except BaseException as exc:  # the worker must always release the lock
-            result.append(Verdict(UNKNOWN, f"internal error while {stage[0]}: {_oneline(exc)}"))
+            result.append(
+                Verdict(UNKNOWN, f"internal error while {stage[0]} the pulse file: {_oneline(exc)}")
+            )
         finally:
             done.release()
 
@@ -308,8 +310,8 @@ def run(opts: Options) -> Verdict | None:
 
 
 def _timed_out(opts: Options, stage: str) -> None:
-    seconds = f"{opts.timeout:g}"
-    text = f"UNKNOWN: timed out after {seconds} seconds while {stage} pulse file {opts.path}"
+    unit = "second" if opts.timeout == 1 else "seconds"
+    text = f"UNKNOWN: timed out after {opts.timeout:g} {unit} while {stage} pulse file {opts.path}"
     _emit(_text(_show(text)) + "\n")
     # Close our ends first: if the stuck thread cannot die at once, the reader still sees EOF.
     os.closerange(1, 3)  # ignores errors

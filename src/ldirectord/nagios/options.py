@@ -18,8 +18,9 @@ DEFAULT_WARNING = "120"
 DEFAULT_CRITICAL = "300"
 DEFAULT_TIMEOUT = 10.0
 USAGE = f"""\
-Usage: {PROG} [-f FILE | -n NAME [--rundir DIR]] [-w RANGE] [-c RANGE]
-       [--min-up N] [-i] [-t SECONDS] [-v] | -h | -V
+Usage: {PROG} [-f FILE | -n NAME [--rundir DIR]]
+         [-w RANGE] [-c RANGE] [--min-up N] [-i] [-t SECONDS] [-v]
+       {PROG} -h | -V
 """
 
 HELP = f"""\
@@ -34,10 +35,12 @@ Options:
  -n, --name=NAME        instance name: the file is RUNDIR/ldirectord.NAME.pulse
                         (default name: ldirectord)
      --rundir=DIR       directory of the pid and pulse files (default /var/run)
- -w, --warning=RANGE    WARNING when the age in seconds alerts on RANGE (default 120)
+ -w, --warning=RANGE    WARNING when the age in seconds alerts on RANGE
+                        (default 120)
  -c, --critical=RANGE   CRITICAL when the age alerts on RANGE (default 300);
                         judged before the warning range
-     --min-up=N         WARNING when a virtual service has fewer than N real servers up
+     --min-up=N         WARNING when a virtual service has fewer than N real
+                        servers up
  -i, --ignore-missing   a missing pulse file is OK instead of CRITICAL
  -t, --timeout=SECONDS  give up with UNKNOWN after SECONDS (default 10)
  -v, --verbose          long output: one line per virtual service
