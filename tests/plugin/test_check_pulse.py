@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugin.conftest import (
+from tests.plugin.helpers import (
     PLUGIN_MODULE,
     SCRIPT,
     as_nobody_prefix,
