@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ldirectord import LEGACY_VERSION_LINE
-from ldirectord.checks.base import CheckTarget, Outcome, target_for
+from ldirectord.checks.base import CheckTarget, Outcome
 from ldirectord.config import load as config_load
-from ldirectord.config.model import CheckType, Config, DaemonStatus, RealServer, VirtualService
-from ldirectord.engine.director import Director, DirectorSnapshot
+from ldirectord.config.model import Config, DaemonStatus, RealServer, VirtualService
+from ldirectord.engine.director import Director, DirectorSnapshot, probe_for
 from ldirectord.errors import ConfigError
 from ldirectord.pulse_format import PulseDoc, PulseVirtual
 from ldirectord.pulse_format import encode as encode_pulse
@@ -163,16 +163,13 @@ class Daemon:
         self.alerts.real_changed(virtual, real, up, message, fallback=fallback)
 
     def _index_monitorfiles(self) -> None:
+        """Check target (as the engine reports it) → the (virtual, real) pairs that log it."""
         index: dict[CheckTarget, list[tuple[VirtualService, RealServer]]] = {}
         for virtual in self.config.virtuals:
             if not virtual.monitorfile:
                 continue
-            kinds: tuple[CheckType | None, ...] = (None,)
-            if virtual.check.checktype is CheckType.COMBINED:
-                kinds = (CheckType.NEGOTIATE, CheckType.CONNECT)
             for real in virtual.reals:
-                for kind in kinds:
-                    index.setdefault(target_for(virtual, real, kind), []).append((virtual, real))
+                index.setdefault(probe_for(virtual, real).target, []).append((virtual, real))
         self._monitor_index = index
 
     # --- snapshots ---------------------------------------------------------------------

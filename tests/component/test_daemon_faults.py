@@ -1,0 +1,119 @@
+"""Daemon faults: autoreload with half-written and vanished configs, monitorfile, callback,
+and a blocked event loop (test-only hook) that the stall detector and the pulse expose."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.component.test_daemon_support import (
+    demo_config,
+    http_reals,
+    kill_pidfile,
+    ldirectord,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.component, pytest.mark.faults, pytest.mark.slow]
+
+
+@pytest.fixture
+def rundir(tmp_path: Path) -> Iterator[Path]:
+    run = tmp_path / "run"
+    run.mkdir()
+    yield run
+    for pid_file in run.glob("*.pid"):
+        kill_pidfile(pid_file)
+
+
+def _state(run: Path, name: str) -> dict[str, object]:
+    doc: dict[str, object] = json.loads((run / f"ldirectord.{name}.state").read_text())
+    return doc
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".new")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_autoreload_survives_half_written_and_vanished_config(tmp_path: Path, rundir: Path) -> None:
+    cfg = tmp_path / "auto.cf"
+    log = tmp_path / "ldirectord.log"
+    monitor = tmp_path / "monitor.log"
+    callback = tmp_path / "callback.sh"
+    called = tmp_path / "called.txt"
+    callback.write_text(f'#!/bin/sh\necho "$@" >> {called}\n')
+    callback.chmod(0o755)
+    opts = ["--dry-run", "--rundir", str(rundir)]
+    extra = f'autoreload=yes\ncallback="{callback}"\n'
+    with http_reals(tmp_path, 2) as reals:
+        ports = [r.port for r in reals]
+        demo_config(cfg, ports, extra=extra)
+        cfg.write_text(cfg.read_text() + f'\tmonitorfile="{monitor}"\n')
+        good = cfg.read_text()
+        assert ldirectord(*opts, str(cfg), "start").returncode == 0
+        pid = int((rundir / "ldirectord.auto.cf.pid").read_text())
+        wait_for("monitorfile lines", lambda: monitor.exists() and "[up]" in monitor.read_text())
+        line = monitor.read_text().splitlines()[0]
+        assert f"] [{pid}] negotiate http tcp 127.0.0.1 " in line
+
+        # a good change is picked up by the poll (mtime, then content hash)
+        _replace(cfg, good.replace(f":{ports[1]} masq 1", f":{ports[1]} masq 7"))
+        wait_for("the autoreload", lambda: _state(rundir, "auto.cf")["reloads"] == 1)
+        text = log.read_text()
+        assert f"Configuration file '{cfg}' has changed on disk" in text
+        assert " - reread new configuration" in text
+        wait_for("the callback", lambda: called.exists() and str(cfg) in called.read_text())
+
+        # half-written: the old config keeps running, untouched
+        cfg.write_text(good[: good.index("\treal=") + 12])
+        wait_for("the failed reload", lambda: _state(rundir, "auto.cf")["failed_reloads"] == 1)
+        virtuals = _state(rundir, "auto.cf")["virtuals"]
+        assert isinstance(virtuals, list)
+        assert [r["weight"] for r in virtuals[0]["reals"]] == [1, 7]
+
+        # the config replaced by a directory: logged, the daemon keeps running
+        cfg.unlink()
+        cfg.mkdir()
+        time.sleep(2.5)
+        assert ldirectord(*opts, str(cfg), "status").returncode == 0
+        assert int((rundir / "ldirectord.auto.cf.pid").read_text()) == pid
+
+        # and back to a good file: reloaded again
+        cfg.rmdir()
+        cfg.write_text(good)
+        wait_for("the second reload", lambda: _state(rundir, "auto.cf")["reloads"] == 2)
+        assert ldirectord(*opts, str(cfg), "stop").returncode == 0
+    text = log.read_text()
+    assert "Reload abandoned" in text and "the running configuration is unchanged" in text
+
+
+def test_blocked_loop_is_diagnosed_and_stops_the_pulse(tmp_path: Path, rundir: Path) -> None:
+    cfg = tmp_path / "stall.cf"
+    log = tmp_path / "ldirectord.log"
+    pulse = rundir / "ldirectord.stall.cf.pulse"
+    env = dict(os.environ, LDIRECTORD_TEST_STALL="8")
+    opts = ["--dry-run", "--rundir", str(rundir)]
+    with http_reals(tmp_path, 1) as reals:
+        demo_config(cfg, [reals[0].port])
+        assert ldirectord(*opts, str(cfg), "start", env=env).returncode == 0
+        pid = int((rundir / "ldirectord.stall.cf.pid").read_text())
+        first = pulse.stat().st_mtime
+        wait_for("the pulse to beat", lambda: pulse.stat().st_mtime > first, 10)
+        os.kill(pid, signal.SIGUSR2)
+        wait_for("the hook", lambda: "TEST HOOK: blocking the event loop" in log.read_text())
+        frozen = pulse.stat().st_mtime
+        wait_for("the stall report", lambda: "Event loop stalled" in log.read_text(), 15)
+        assert pulse.stat().st_mtime == frozen  # no beat while the loop is blocked
+        text = log.read_text()
+        assert "main thread stack:" in text and "block" in text
+        wait_for("recovery", lambda: "Event loop running again" in log.read_text(), 15)
+        wait_for("the pulse to beat again", lambda: pulse.stat().st_mtime > frozen, 10)
+        assert ldirectord(*opts, str(cfg), "stop").returncode == 0
