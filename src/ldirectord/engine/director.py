@@ -219,7 +219,7 @@ class Director:
         self.status = DaemonStatus.RELOADING
         try:
             actual = await self._dump()
-            old_services = set(self._desired)
+            old_services = list(self._desired)  # config order
             new_members = _members_of(config)
             for key, member in new_members.items():
                 old = self._members.get(key)
@@ -227,7 +227,7 @@ class Director:
                     member.health, member.last_outcome = old.health, old.last_outcome
                     member.last_change = old.last_change
             self._install(config, new_members, actual, keep=True)
-            managed = old_services - set(self._desired)
+            managed = [k for k in old_services if k not in self._desired]
             async with self._lock:
                 await self._reconcile(set(self._desired), managed, Tag.START)
             self._start_probes()
@@ -245,7 +245,9 @@ class Director:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._applier
             self._applier = None
-        cleanstop = {service_key(v) for v in self._config.virtuals if v.cleanstop}
+        cleanstop = list(
+            dict.fromkeys(service_key(v) for v in self._config.virtuals if v.cleanstop)
+        )
         async with self._lock:
             for key in cleanstop:
                 self._desired.pop(key, None)
@@ -253,6 +255,11 @@ class Director:
         await self._finish_fallback_commands()
         if self._maintenance is not None:
             self._maintenance.close()
+
+    @property
+    def settled(self) -> bool:
+        """No health change is waiting for the kernel and no reconcile is running."""
+        return not self._dirty and not self._reconciling
 
     def snapshot(self) -> DirectorSnapshot:
         mirror = self._mirror.table if self._mirror is not None else KernelTable()
