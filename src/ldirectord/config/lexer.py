@@ -43,14 +43,20 @@ class BlockLine:
 
     line: SourceLine
     text: str  # ldirectord's $rcmd: the line without its indent, "#..." and TABs
-    cols: tuple[int, ...] = ()  # raw 1-based column of each character of ``text``
+    body: str = ""  # the raw line up to its first "#" (TABs not yet expanded)
+    start: int = 0  # index of ``text`` in the TAB-expanded body
 
     def col_of(self, index: int) -> int:
-        if not self.cols:
-            return 1
-        if index >= len(self.cols):
-            return self.cols[-1] + 1
-        return self.cols[max(index, 0)]
+        """1-based column in the raw line of ``text[index]``."""
+        target = self.start + max(index, 0)
+        if "\t" not in self.body:
+            return target + 1
+        width = 0
+        for position, char in enumerate(self.body):
+            width += 4 if char == "\t" else 1
+            if width > target:
+                return position + 1
+        return len(self.body) + 1
 
 
 class BlockEnd(Enum):
@@ -89,21 +95,11 @@ def _block_line(line: SourceLine) -> BlockLine | None:
     raw = line.raw
     hash_at = raw.find("#")
     body = raw if hash_at < 0 else raw[:hash_at]
-    expanded: list[str] = []
-    cols: list[int] = []
-    for index, char in enumerate(body):
-        if char == "\t":
-            expanded.append("    ")
-            cols.extend([index + 1] * 4)
-        else:
-            expanded.append(char)
-            cols.append(index + 1)
-    text = "".join(expanded)
+    text = body.replace("\t", "    ")
     match = _BLOCK_LINE.match(text)
     if match is None:
         return None
-    start = match.start(1)
-    return BlockLine(line, match.group(1), tuple(cols[start:]))
+    return BlockLine(line, match.group(1), body, match.start(1))
 
 
 def _classify_end(raw: str) -> BlockEnd:

@@ -40,6 +40,11 @@ def numeric_host(name: str, family: Family) -> str | None:
     """The address of an IP literal (glibc's inet_aton forms included), without a lookup."""
     if not name:
         return None
+    af = _FAMILIES[family]
+    try:  # the strict forms, without a getaddrinfo round trip
+        return socket.inet_ntop(af, socket.inet_pton(af, name))
+    except (OSError, UnicodeError, ValueError):
+        pass
     return _first_address(name, family, socket.AI_NUMERICHOST)
 
 

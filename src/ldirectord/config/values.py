@@ -187,7 +187,7 @@ def _name_hint(name: str, text: str, *, in_block: bool) -> str | None:
     if name.lower() in KNOWN:
         return f"directive names are lowercase: {name.lower()}"
     if name == "timeout":
-        return None
+        return "write checktimeout=N and/or negotiatetimeout=N"
     close = difflib.get_close_matches(name, sorted(KNOWN), n=1, cutoff=0.8)
     if close:
         return f"did you mean {close[0]}?"
