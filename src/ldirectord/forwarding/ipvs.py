@@ -38,16 +38,17 @@ pyroute2 0.9.7 problems handled here (../shared/docs/real-ipvs.md lists the firs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
 import os
 import socket
 import struct
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from pyroute2 import AsyncIPVS, IPVSDest, IPVSService
 from pyroute2.netlink.exceptions import NetlinkError
@@ -72,6 +73,7 @@ from ldirectord.forwarding.base import (
 from ldirectord.forwarding.dryrun import command_for
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Kernel constants (include/uapi/linux/ip_vs.h).
 F_PERSISTENT, F_HASHED, F_ONEPACKET = 0x1, 0x2, 0x4
@@ -141,17 +143,45 @@ class _Call:
     dest: Any = None
 
 
+async def connect_ipvs() -> Any:
+    """A pyroute2 AsyncIPVS socket bound to the IPVS generic-netlink family."""
+    sock = AsyncIPVS()
+    sock.module_err_level = "debug"  # pyroute2 would log a missing family on the root logger
+    try:
+        await sock.setup_endpoint()
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class IpvsBackend:
-    """The Backend protocol over the kernel's IPVS (needs CAP_NET_ADMIN and ip_vs)."""
+    """The Backend protocol over the kernel's IPVS (needs CAP_NET_ADMIN and ip_vs).
+
+    Deadlines: ``call_timeout`` per netlink request; ``apply_deadline`` for a whole apply
+    (retries and re-verifying dumps included) and ``dump_deadline`` for a whole dump, both
+    below the engine's own per-call deadlines so our error, not a cancellation, reaches it.
+    ``connect`` makes the socket (tests pass a fake; the default is connect_ipvs).
+    """
 
     name = "ipvs"
 
     def __init__(
-        self, *, call_timeout: float = 5.0, attempts: int = 3, retry_delay: float = 0.05
+        self,
+        *,
+        call_timeout: float = 2.0,
+        apply_deadline: float = 4.0,
+        dump_deadline: float = 8.0,
+        attempts: int = 3,
+        retry_delay: float = 0.05,
+        connect: Callable[[], Awaitable[Any]] = connect_ipvs,
     ) -> None:
         self._call_timeout = call_timeout
+        self._apply_deadline = apply_deadline
+        self._dump_deadline = dump_deadline
         self._attempts = max(1, attempts)
         self._retry_delay = retry_delay
+        self._connect = connect
         self._sock: Any = None
         self._lock = asyncio.Lock()
         #: Method last applied per dest, to name what the kernel reports as "Local".
@@ -161,47 +191,54 @@ class IpvsBackend:
 
     async def dump(self) -> KernelTable:
         async with self._lock:
-            return await self._dump()
+            return await self._within(self._dump_deadline, self._dump(), None, "dump")
 
     async def apply(self, op: Op) -> None:
         async with self._lock:
-            await self._apply(op)
+            await self._within(self._apply_deadline, self._apply(op), op, command_for(op))
 
     async def close(self) -> None:
         async with self._lock:
             self._drop_socket()
 
+    async def usable(self) -> str | None:
+        """None when this backend works here (a dump succeeds), else why not."""
+        try:
+            await self.dump()
+        except BackendError as exc:
+            return _why(exc)
+        return None
+
     # --- netlink ---------------------------------------------------------------------------
 
-    async def _socket(self) -> Any:
-        if self._sock is None:
-            sock = AsyncIPVS()
-            sock.module_err_level = "debug"  # not the root logger's error level
-            try:
-                async with asyncio.timeout(self._call_timeout):
-                    await sock.setup_endpoint()
-            except BaseException:
-                sock.close()
-                raise
-            self._sock = sock
-        return self._sock
+    async def _within(self, deadline: float, work: Awaitable[T], op: Op | None, what: str) -> T:
+        try:
+            async with asyncio.timeout(deadline):
+                return await work
+        except TimeoutError as exc:
+            self._drop_socket()
+            msg = f"{what}: not done within {deadline} s"
+            raise BackendError(msg, op=op, errno=errno.ETIMEDOUT) from exc
 
     def _drop_socket(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
-            sock.close()
+            with contextlib.suppress(Exception):
+                sock.close()
 
     async def _call(self, call: _Call, op: Op | None) -> list[Any]:
         """One request under its deadline; errors become BackendError (socket reset on IO ones)."""
         what = command_for(op) if op is not None else f"{call.kind} {call.command}"
         try:
             async with asyncio.timeout(self._call_timeout):
-                sock = await self._socket()
-                method = sock.service if call.kind == "service" else sock.dest
+                if self._sock is None:
+                    self._sock = await self._connect()
                 if call.kind == "service":
-                    result = await method(call.command, service=call.service)
+                    result = await self._sock.service(call.command, service=call.service)
                 else:
-                    result = await method(call.command, service=call.service, dest=call.dest)
+                    result = await self._sock.dest(
+                        call.command, service=call.service, dest=call.dest
+                    )
         except NetlinkError as exc:
             code = int(exc.code)
             if call.command == "dump" or code not in _KERNEL_ANSWERS:
@@ -214,6 +251,9 @@ class IpvsBackend:
         except OSError as exc:
             self._drop_socket()
             raise BackendError(f"{what}: {exc}", op=op, errno=exc.errno) from exc
+        except asyncio.CancelledError:
+            self._drop_socket()  # its answer may still arrive: never reuse this socket
+            raise
         return list(result)
 
     # --- dump ------------------------------------------------------------------------------
@@ -224,16 +264,22 @@ class IpvsBackend:
             spec = _parse_service(_attrs(msg, "IPVS_CMD_ATTR_SERVICE"))
             if spec is None:
                 continue  # a protocol we do not manage (e.g. SCTP): not part of our table
+            try:
+                dmsgs = await self._call(_Call("dest", "dump", _service_key_obj(spec.key)), None)
+            except BackendError as exc:
+                if exc.errno == errno.ESRCH:
+                    continue  # deleted between the two requests: it is not in the table
+                raise
             dests: dict[DestKey, Dest] = {}
-            call = _Call("dest", "dump", _service_key_obj(spec.key))
-            for dmsg in await self._call(call, None):
-                dest = _parse_dest(_attrs(dmsg, "IPVS_CMD_ATTR_DEST"))
-                if dest is None:
+            for dmsg in dmsgs:
+                attrs = _attrs(dmsg, "IPVS_CMD_ATTR_DEST")
+                parsed = _parse_dest(attrs)
+                if parsed is None:
                     continue
-                key, method = dest
+                key, method = parsed
                 if method is None:  # Local: the kernel forgot the method we asked for
                     method = self._methods.get((spec.key, key), Method.GATE)
-                dests[key] = _dest_from_attrs(key, method, _attrs(dmsg, "IPVS_CMD_ATTR_DEST"))
+                dests[key] = _dest_from_attrs(key, method, attrs)
             services[spec.key] = VirtualEntry(spec, MappingProxyType(dests))
         return KernelTable(MappingProxyType(services))
 
@@ -469,16 +515,13 @@ def _dest_from_attrs(key: DestKey, method: Method, a: Mapping[str, Any]) -> Dest
 # --- can we use it here? -------------------------------------------------------------------
 
 
-async def usable(call_timeout: float = 5.0) -> str | None:
+async def usable(call_timeout: float = 2.0) -> str | None:
     """None when the IPVS backend works here, else why not (for ``--backend auto``)."""
     backend = IpvsBackend(call_timeout=call_timeout, attempts=1)
     try:
-        await backend.dump()
-    except BackendError as exc:
-        return _why(exc)
+        return await backend.usable()
     finally:
         await backend.close()
-    return None
 
 
 def _why(exc: BackendError) -> str:
