@@ -151,6 +151,14 @@ class Daemon:
     def on_check_done(self, target: CheckTarget, outcome: Outcome) -> None:
         self.counters.checks_completed += 1
         self.pulse.beat()
+        if self.logger.debug_level >= 2:
+            verdict = "up" if outcome.up else "down"
+            detail = f" {outcome.detail}" if outcome.detail else ""
+            self.logger.debug(
+                2,
+                f"Checked {target.kind}:{target.service} {target.host_for_url}:{target.port}: "
+                f"{verdict} ({outcome.reason}{detail}, {outcome.duration * 1000:.0f} ms)",
+            )
         for virtual, real in self._monitor_index.get(target, ()):
             assert virtual.monitorfile is not None
             line = monitorfile.format_line(virtual, real, outcome.up, outcome.detail or "-")
