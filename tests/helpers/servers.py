@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from ldirectord.checks.base import CheckTarget
+from ldirectord.checks.base import CheckTarget, Outcome
+from tests.helpers.hostile import TcpPeer
 
 LOOPBACK = "127.0.0.1"
 USER = "ldcheck"
@@ -398,6 +399,11 @@ service imap-login {{
   inet_listener imaps {{
     port = {ports["imaps"]}
     ssl = yes
+  }}
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
   }}
 }}
 service pop3-login {{
@@ -1004,3 +1010,43 @@ def target(
         request=request,
         receive=receive,
     )
+
+
+async def beside(hostile: CheckTarget, healthy: CheckTarget) -> tuple[Outcome, Outcome, bool]:
+    """Run a hostile and a healthy check at once: both outcomes, and whether the healthy one
+    went its own way: it finished while the hostile one was still running, or the hostile one
+    failed fast (not by timing out), so there was nothing to wait for."""
+    import asyncio
+
+    from ldirectord.checks import run
+    from ldirectord.checks.base import Reason
+
+    bad = asyncio.ensure_future(run(hostile))
+    good = asyncio.ensure_future(run(healthy))
+    done, _ = await asyncio.wait({bad, good}, return_when=asyncio.FIRST_COMPLETED)
+    healthy_first = good in done
+    await asyncio.wait({bad, good})
+    return bad.result(), good.result(), healthy_first or bad.result().reason is not Reason.TIMEOUT
+
+
+def scripted(greeting: bytes, replies: list[bytes], *, host: str = LOOPBACK) -> TcpPeer:
+    """A TCP peer that sends ``greeting``, then one reply per line it receives, then holds.
+
+    For protocol-accurate misbehaviour (a 554 greeting, a refused EHLO, an ``-ERR``...) that a
+    real server is hard to talk into.
+    """
+    import asyncio
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if greeting:
+            writer.write(greeting)
+            await writer.drain()
+        for reply in replies:
+            if not await reader.readline():
+                return
+            writer.write(reply)
+            await writer.drain()
+        while await reader.read(65536):  # then answer nothing until the peer stops
+            pass
+
+    return TcpPeer(handler, host=host, name="scripted")

@@ -18,12 +18,15 @@ pops and imaps speak TLS from the first byte, without certificate or host name v
 
 from __future__ import annotations
 
+import re
+
 from ldirectord.checks._net import Conn, open_tcp
 from ldirectord.checks.base import CheckFailed, CheckTarget, Outcome, Reason, set_phase
 from ldirectord.config.model import Service
 
 #: The EHLO argument Net::SMTP sends when none is configured.
 HELLO_DOMAIN = "localhost.localdomain"
+_RESP_CODE = re.compile(r"\[[^\]]*\]\s*")
 #: Bound on the lines of one multi-line reply (EHLO lists a dozen extensions).
 MAX_REPLY_LINES = 100
 
@@ -93,7 +96,8 @@ async def check_pop(target: CheckTarget) -> Outcome:
     async with await open_tcp(target.host, target.port, tls=tls) as conn:
         greeting = await _line(conn, "the greeting")
         if not _pop_ok(greeting):
-            raise CheckFailed(Reason.BAD_STATUS, f"greeting: {_short(greeting)}")
+            reason = Reason.BAD_STATUS if greeting.startswith(b"-ERR") else Reason.PROTOCOL
+            raise CheckFailed(reason, f"greeting: {_short(greeting)}")
         if spec.login:
             _no_line_breaks(spec.login, spec.passwd)
             await conn.send(f"USER {spec.login}\r\n".encode())
@@ -133,9 +137,10 @@ async def check_imap(target: CheckTarget) -> Outcome:
     spec = target.spec
     async with await open_tcp(target.host, target.port, tls=tls) as conn:
         greeting = _text(await _line(conn, "the greeting"))
-        status = greeting.split(" ", 2)[1:2]
-        if not greeting.startswith("* ") or status[:1] not in (["OK"], ["PREAUTH"]):
-            raise CheckFailed(Reason.BAD_STATUS, f"greeting: {_short(greeting)}")
+        status = greeting.split(" ", 2)[1:2] if greeting.startswith("* ") else []
+        if status not in (["OK"], ["PREAUTH"]):
+            reason = Reason.BAD_STATUS if status in (["BYE"], ["NO"], ["BAD"]) else Reason.PROTOCOL
+            raise CheckFailed(reason, f"greeting: {_short(greeting)}")
         if spec.login:
             _no_line_breaks(spec.login, spec.passwd)
             login = f"a1 LOGIN {_imap_quote(spec.login)} {_imap_quote(spec.passwd)}\r\n"
@@ -145,7 +150,8 @@ async def check_imap(target: CheckTarget) -> Outcome:
                 await conn.send(b"a2 LOGOUT\r\n")
                 raise CheckFailed(Reason.AUTH, f"login as {spec.login!r}: {_short(reply)}")
         await conn.send(b"a2 LOGOUT\r\n")
-        return Outcome.ok(_short(greeting) + (f"; logged in as {spec.login}" if spec.login else ""))
+        text = _short(_RESP_CODE.sub("", greeting))  # drop "[CAPABILITY ...]"
+        return Outcome.ok(text + (f"; logged in as {spec.login}" if spec.login else ""))
 
 
 def _no_line_breaks(*values: str) -> None:

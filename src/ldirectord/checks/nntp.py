@@ -24,5 +24,6 @@ async def check_nntp(target: CheckTarget) -> Outcome:
         if not greeting:
             raise CheckFailed(Reason.CLOSED, "connection closed without a greeting")
         if not greeting.startswith(b"2"):
-            raise CheckFailed(Reason.BAD_STATUS, f"greeting: {text}")
+            reason = Reason.BAD_STATUS if greeting[:3].isdigit() else Reason.PROTOCOL
+            raise CheckFailed(reason, f"greeting: {text!r}")
         return Outcome.ok(text)
