@@ -7,10 +7,8 @@ is an error (the operator asked for it). Knows nothing else about either backend
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ldirectord.errors import BackendError
 from ldirectord.forwarding.base import Backend
@@ -24,24 +22,20 @@ class Choice:
     warning: str | None  # why auto fell back to dry-run
 
 
-def _load(module: str, attr: str) -> Any:
-    return getattr(importlib.import_module(module), attr)
-
-
 def make_dryrun(log: Callable[[str], None]) -> Backend:
     return DryRunBackend(log=log)
 
 
 async def ipvs_unusable_reason() -> tuple[Backend | None, str | None]:
-    try:
-        cls = _load("ldirectord.forwarding.ipvs", "IpvsBackend")
-    except (ImportError, AttributeError) as exc:
+    try:  # imported here: pyroute2 is only needed when IPVS is wanted
+        from ldirectord.forwarding.ipvs import IpvsBackend
+    except ImportError as exc:
         return None, f"the IPVS backend is not available ({exc})"
+    backend = IpvsBackend()
     try:
-        backend: Backend = cls()
-        reason: str | None = await backend.usable()  # type: ignore[attr-defined]
+        reason = await backend.usable()
     except (OSError, BackendError) as exc:
-        return None, f"IPVS is not usable: {exc}"
+        reason = f"IPVS is not usable: {exc}"
     if reason is not None:
         await backend.close()
         return None, reason

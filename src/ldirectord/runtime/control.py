@@ -258,13 +258,19 @@ def _daemon_main(
             os.write(wfd, b"ok\n" if error is None else f"error: {error}\n".encode())
         os.close(wfd)
 
+    def warning(text: str) -> None:
+        if not reported:
+            with contextlib.suppress(OSError):
+                os.write(wfd, f"warn: {text}\n".encode())
+
     try:
         pidfile.write_pid(pid_path)
     except OSError as exc:
         started(f"can not write the pid file {pid_path}: {exc.strerror or exc}")
         return 1
     try:
-        return asyncio.run(Daemon(options, config, logger, on_started=started).run())
+        daemon = Daemon(options, config, logger, on_started=started, on_warning=warning)
+        return asyncio.run(daemon.run())
     finally:
         pidfile.remove_if_ours(pid_path)
         started("the daemon exited during start-up")
@@ -274,7 +280,12 @@ def _await_started(rfd: int, timeout: float = START_WAIT) -> int:
     deadline = time.monotonic() + timeout
     data = b""
     try:
-        while b"\n" not in data:
+        while True:
+            while data.startswith(b"warn: ") and b"\n" in data:
+                warn, data = data.split(b"\n", 1)
+                _err(f"ldirectord: {warn[6:].decode(errors='replace')}")
+            if b"\n" in data:
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 return 0  # still starting: as ldirectord, `start` does not wait for the checks

@@ -112,6 +112,7 @@ class Daemon:
         *,
         notifier: Notifier | None = None,
         on_started: Callable[[str | None], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.options = options
         self.config = config
@@ -121,6 +122,7 @@ class Daemon:
         self.counters = Counters()
         self.backend_name = "?"
         self._on_started = on_started
+        self._on_warning = on_warning
         self._queue: asyncio.Queue[signals.Request] = asyncio.Queue()
         self._director: Director | None = None
         self._loud = ErrorGate(lambda m: self.logger.log(m, error=True))
@@ -276,6 +278,8 @@ class Daemon:
         self.backend_name = choice.name
         if choice.warning:
             self.logger.log(choice.warning, error=True)
+            if self._on_warning is not None:
+                self._on_warning(choice.warning)
         self._director = Director(self.config, choice.backend, Events(self))
         self._remember_config()
         await self._director.start()
