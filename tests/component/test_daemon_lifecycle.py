@@ -129,6 +129,7 @@ def test_start_status_pulse_reload_badreload_stop(tmp_path: Path, rundir: Path) 
         assert stopped.returncode == 0, stopped.stderr
         assert not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes()
         assert not pid_file.exists()
+        assert not pulse.exists()  # a clean stop removes the pulse (a crash leaves it)
 
         # --- status 3
         st = ldirectord(*opts, str(cfg), "status")

@@ -321,8 +321,8 @@ class Daemon:
 
     async def _housekeeping(self) -> None:
         """Once per checkinterval: idle beat, config change poll, e-mail reminders, STATUS=."""
-        if not self.has_checks() or not self.pulse.due():
-            self.pulse.beat(force=not self.has_checks())
+        if not self.has_checks():  # nothing to check: the idle beat says we are alive
+            self.pulse.beat(force=True)
         await self._poll_config()
         self.alerts.resend_due()
         self.notifier.status(self.summary())
@@ -440,10 +440,13 @@ class Daemon:
                 self.logger.log(f"ERROR: stopping the engine failed: {exc!r}", error=True)
         with contextlib.suppress(Exception):
             await self.alerts.drain(5.0)
-        self.pulse.beat(force=True)
         self._writer.flush(2.0)
-        with contextlib.suppress(OSError):
-            os.unlink(self.options.state_file)
+        # A clean stop removes the pulse and the state file: a stopped director (the passive
+        # node of a pair) has no pulse, which check_ldirectord_pulse -i accepts; a crashed or
+        # killed one leaves a pulse whose pid is dead, which the plugin reports as CRITICAL.
+        for path in (self.options.state_file, self.options.pulse_file):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def starting_line(foreground: bool) -> str:
