@@ -239,7 +239,7 @@ def detection_rows(results: Sequence[Mapping[str, Any]], quick: bool) -> list[Ro
     for n, h in QUICK_GRID if quick else DETECT_GRID:
         cells: dict[str, Cell] = {}
         row: Row = {"N": n, "hung": h}
-        kills = []
+        kills, cores = [], []
         for daemon in DAEMONS:
             result = index.get((daemon, n, h))
             cap = result["plan"].detect_cap if result else 0.0
@@ -247,12 +247,15 @@ def detection_rows(results: Sequence[Mapping[str, Any]], quick: bool) -> list[Ro
             cells[daemon] = _cell(result, values, cap)
             row[f"{LABEL[daemon]} s"] = cells[daemon].text
             kills.append(str(len(values)))
+            usage = (result or {}).get("usage") or {}
+            cores.append(f"{usage['cores']:.2f}" if "cores" in usage else "–")
             if result and daemon == "perl" and result.get("detect_mode") == "warm":
                 row[f"{LABEL[daemon]} s"] += " ʷ"
         row["ours ÷ Perl"] = _ratio(cells["ours"], cells["perl"])
         row["ours ÷ keepalived"] = _ratio(cells["ours"], cells["keepalived"])
         row["ours ÷ limit"] = _ratio(cells["ours"], cells["limit"])
         row["kills (ours/Perl/ka/limit)"] = "/".join(kills)
+        row["daemon CPU, cores (ours/Perl/ka/limit)"] = " / ".join(cores)
         rows.append(row)
     return rows
 
@@ -307,7 +310,8 @@ every second streaming adds and deletes into one `ipvsadm -R` — what a plain e
 kernel do here; with a 1 s interval its expected detection is about 0.5 s. ʷ: Perl ldirectord
 started on a table that already held the healthy reals (as after a restart), because its cold
 start costs three `ipvsadm` runs per real and exceeds the cap from N = 100. Ratios below 1 mean
-ours is faster. Everything in the guest (checkers, servers, kernel) shares one host CPU, and
+ours is faster. *daemon CPU* is the daemon's processes' CPU time over the 2 s of steady state
+before the first kill, per second of wall time. Everything in the guest (checkers, servers, kernel) shares one host CPU, and
 the host is shared with other work: expect ±20 % between runs.
 """
 

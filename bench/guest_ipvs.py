@@ -55,6 +55,34 @@ def preload_table(reals: Iterable[str]) -> None:
     )
 
 
+def session_pids(leader: int) -> list[int]:
+    """Every process in the session ``leader`` started (a daemon and its children)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == leader:
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def session_usage(leader: int) -> tuple[float, int]:
+    """(user+system CPU seconds, RSS KiB) summed over a session's live processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu, rss = 0.0, 0
+    for pid in session_pids(leader):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / tick
+            rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
+        except (OSError, IndexError, ValueError):
+            continue
+    return cpu, rss
+
+
 class Fleet:
     """The loopback real servers (bench.guest_fleet) as a child process we talk to by lines."""
 

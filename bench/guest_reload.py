@@ -66,18 +66,6 @@ async def one_reload(
         await asyncio.sleep(guest_ipvs.POLL_S)
 
 
-def session_pids(leader: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getsid(int(entry)) == leader:
-                    pids.append(int(entry))
-            except OSError:
-                continue
-    return pids
-
-
 # IPVS generic-netlink commands (linux/ip_vs.h) that change the table.
 IPVS_WRITE_CMDS = {
     1: "new_service",
@@ -125,7 +113,7 @@ async def traced_reload(
     trace = os.path.join(workdir, "reload.strace")
     argv = ["strace", "-f", "-qq", "-e", "trace=sendto,sendmsg", "-e", "signal=none"]
     argv += ["-s", "8", "-o", trace]
-    for pid in session_pids(daemon.pid):
+    for pid in guest_ipvs.session_pids(daemon.pid):
         argv += ["-p", str(pid)]
     tracer = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     await asyncio.sleep(1.5)  # attach

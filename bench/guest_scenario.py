@@ -79,12 +79,20 @@ async def wait_startup(
         await asyncio.sleep(guest_ipvs.POLL_S)
 
 
+async def steady_usage(daemon: guest_ipvs.Daemon, seconds: float) -> dict[str, float]:
+    """The daemon's CPU share (cores) and RSS over ``seconds`` of steady state."""
+    cpu0, _ = guest_ipvs.session_usage(daemon.pid)
+    began = time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu1, rss = guest_ipvs.session_usage(daemon.pid)
+    return {"cores": (cpu1 - cpu0) / (time.monotonic() - began), "rss_kib": rss}
+
+
 async def detect(
     fleet: guest_ipvs.Fleet, healthy: set[str], spec: dict[str, Any], rng: random.Random
 ) -> list[float | None]:
     results: list[float | None] = []
     alive = set(healthy)
-    await asyncio.sleep(spec["settle"])
     for _ in range(spec["kills"]):
         await asyncio.sleep(rng.uniform(0, spec["interval"]))
         candidates = sorted(alive.intersection(guest_ipvs.read_table()))
@@ -137,6 +145,7 @@ async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
             last = rep == spec["startups"] - 1
             if last and result["s"] is not None and spec["kills"]:
                 out["detect_mode"] = "cold"
+                out["usage"] = await steady_usage(daemon, spec["settle"])
                 out["detect"] = await detect(fleet, healthy, spec, rng)
             if result.get("exited") is not None:
                 out["error"] = f"daemon exited {result['exited']}: {daemon.log_tail()}"
@@ -151,6 +160,7 @@ async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
             daemon = guest_ipvs.Daemon(recipe, os.path.join(workdir, "daemon-warm.log"))
             daemon.start()
             out["detect_mode"] = "warm"
+            out["usage"] = await steady_usage(daemon, spec["settle"])
             out["detect"] = await detect(fleet, healthy, spec, rng)
             if daemon.exited() is not None:
                 out["error"] = f"daemon exited {daemon.exited()}: {daemon.log_tail()}"
