@@ -154,6 +154,8 @@ def value_hint(value: str, *, in_block: bool) -> str | None:
         return 'use plain double quotes (") instead of typographic quotes'
     if value != value.rstrip():
         return "remove the blanks after the value (ldirectord compares the whole rest of the line)"
+    if value.lower() in ("yes", "no") and value not in ("yes", "no"):
+        return f"write {value.lower()} in lowercase"
     return None
 
 

@@ -305,7 +305,7 @@ def _netmask(v: VirtualDraft, d: Directive, problems: Problems, env: Environment
         problems.error(
             d.value_loc,
             "invalid netmask: dotted quad notation is required",
-            value_hint(value, in_block=True),
+            value_hint(value, in_block=True) or "e.g. netmask=255.255.255.0",
         )
         return
     v.netmask = value
