@@ -9,7 +9,8 @@ in its own session, killed as a group at the deadline. A mail never blocks the e
 an overrunning SMTP thread is abandoned and counted.
 
 Deliberate differences: the recipient list is split on commas for RCPT (ldirectord passes the
-whole string as one recipient); ``smtp=host:port`` is understood when the config allows it.
+whole string as one recipient). ``host:port`` is understood by the transport (tests use it);
+the config grammar, as ldirectord's, only passes a host.
 """
 
 from __future__ import annotations
