@@ -115,6 +115,13 @@ def test_fwmark_virtuals() -> None:
     assert v6.vid == "fwm6:5" and v6.family is Family.INET6
 
 
+def test_an_address_without_port_is_a_firewall_mark_with_a_warning() -> None:
+    config = cfg("virtual=10.0.0.1", R)
+    assert config.virtuals[0].fwmark == 10
+    assert "is read as firewall mark 10" in config.warnings[0]
+    assert "virtual=IP:PORT" in config.warnings[0]
+
+
 def test_explicit_service_on_fwmark() -> None:
     assert one("    service=http", header="virtual=3").check.service is Service.HTTP
 

@@ -129,6 +129,12 @@ def _header(raw: RawVirtual, problems: Problems) -> VirtualDraft:
         draft.address_as_written = fwmark.group(1)
         if draft.fwmark == 0:
             problems.warn(raw.value_loc, "firewall mark 0 cannot be programmed into IPVS")
+        if re.match(r"\d+[.:]", value, re.ASCII):
+            problems.warn(
+                raw.value_loc,
+                f"virtual={value.strip()} is read as firewall mark {draft.fwmark} (as ldirectord does)",
+                "a virtual address needs a port: virtual=IP:PORT",
+            )
     elif v6 and family is Family.INET:
         problems.error(
             raw.value_loc,
