@@ -8,7 +8,8 @@ ldirectord does a reverse DNS lookup on every check of every real, with no timeo
 resolver stops its whole loop. Here the lookup is bounded:
 - the directory listing is cached and re-read only when the directory's mtime changes;
 - no DNS at all while the directory is empty or holds only address-named files;
-- otherwise one lookup per address at a time, in a small private thread pool, cached for
+- otherwise one lookup per address at a time, in a daemon thread (at most ``threads`` at
+  once, never joined, so a stuck resolver cannot hold up exit either), cached for
   ``ttl`` seconds (failures too); a check waits at most ``resolve_timeout`` for it, then goes
   on with the address-based names (and a stale name, if one is cached); the lookup finishes in
   the background and serves later checks. When the pool is busy, no new lookup is queued.
@@ -24,9 +25,9 @@ import ipaddress
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from ldirectord.config.model import Family
 
@@ -73,7 +74,6 @@ class MaintenanceDir:
         self.ttl = ttl
         self._resolver = resolver
         self._threads = threads
-        self._pool: ThreadPoolExecutor | None = None
         self._clock = clock
         self._mtime: int | None = None
         self._names: frozenset[str] = frozenset()
@@ -140,22 +140,28 @@ class MaintenanceDir:
             return stale
 
     def _start_lookup(self, address: str) -> asyncio.Future[str | None]:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="ld-maint-dns")
+        """Resolve in a daemon thread (never joined: a stuck resolver cannot hold up exit)."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, self._resolver, address)
+        future: asyncio.Future[str | None] = loop.create_future()
         self._inflight[address] = future
 
-        def done(f: asyncio.Future[str | None]) -> None:
+        def settle(name: str | None) -> None:
             self._inflight.pop(address, None)
-            name = None if f.cancelled() or f.exception() is not None else f.result()
             self._cache[address] = (self._clock(), name)
+            if not future.done():
+                future.set_result(name)
 
-        future.add_done_callback(done)
+        def work() -> None:
+            try:
+                name = self._resolver(address)
+            except Exception:
+                name = None
+            with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+                loop.call_soon_threadsafe(settle, name)
+
+        threading.Thread(target=work, name="ld-maint-dns", daemon=True).start()
         return future
 
     def close(self) -> None:
-        if self._pool is not None:
-            with contextlib.suppress(Exception):
-                self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Forget lookups in flight (their threads end on their own)."""
+        self._inflight.clear()
