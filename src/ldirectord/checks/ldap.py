@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ldirectord.checks._blocking import run_blocking, shutdown_quietly
 from ldirectord.checks._receive import receive_regex
-from ldirectord.checks.base import CheckFailed, CheckTarget, Outcome, Reason
+from ldirectord.checks.base import CheckFailed, CheckTarget, Outcome, Reason, reason_for
 from ldirectord.config.model import Service
 
 
@@ -95,9 +95,21 @@ def _converse(conn: object, base: str) -> _Found:
         return _Found(str(entries[0].get("dn", "")) if entries else "", len(entries))
     except ldap_exc.LDAPException as exc:
         raise _failure(exc) from None
+    except CheckFailed:
+        raise
+    except OSError as exc:
+        raise CheckFailed(reason_for(exc), f"{type(exc).__name__}: {exc}"[:200]) from None
+    except Exception as exc:  # ldap3's decoder on bytes that are not LDAP (KeyError, ...)
+        raise CheckFailed(
+            Reason.PROTOCOL, f"not an LDAP reply ({type(exc).__name__}: {exc})"[:200]
+        ) from None
     finally:
         with contextlib.suppress(Exception):  # the connection may already be dead
             conn.unbind()
+        sock = getattr(conn, "socket", None)
+        if sock is not None:  # ldap3 leaves it open when connect() fails
+            with contextlib.suppress(Exception):
+                sock.close()
 
 
 def _result(conn: object) -> str:
