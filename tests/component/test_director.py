@@ -383,3 +383,26 @@ async def test_gate_real_with_other_port_does_not_flap_on_restart() -> None:
     await d.stop()
     assert backend.applied == []
     assert isinstance(backend.table, KernelTable)
+
+
+async def test_reload_while_starting_stays_starting_until_first_checks() -> None:
+    v = virtual("192.168.6.240", 80, real("10.0.0.1"), check=FAST)
+    script = Script(default="hang")
+    d = await started(config(v), DryRunBackend(), script)
+    await d.reload(config(v))
+    assert d.status is DaemonStatus.STARTING
+    script["10.0.0.1"] = "up"
+    assert await d.wait_first_checks(0.5 + 1.0 + 2.0)
+    assert d.status is DaemonStatus.RUNNING
+    await d.stop()
+
+
+async def test_reload_picks_up_a_new_maintenancedir(tmp_path: Path) -> None:
+    v = virtual("192.168.6.240", 80, real("10.0.0.1"), check=FAST)
+    backend = DryRunBackend()
+    d = await started(config(v), backend, Script())
+    assert await d.wait_first_checks(5)
+    (tmp_path / "10.0.0.1").touch()
+    await d.reload(config(v, maintenancedir=str(tmp_path)))
+    await until(lambda: k("10.0.0.1") not in dests(backend), 2)
+    await d.stop()

@@ -170,6 +170,7 @@ class Director:
         self._by_service: dict[ServiceKey, list[MemberKey]] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._reload_lock = asyncio.Lock()
         self._applier: asyncio.Task[None] | None = None
         self._awaiting_first: set[ProbeKey] = set()
         self._first_done = asyncio.Event()
@@ -215,9 +216,14 @@ class Director:
     async def reload(self, config: Config) -> None:
         """Swap to ``config``: unchanged checks keep health and tasks; only the difference
         reaches the kernel; services dropped from the config are drained and deleted."""
+        async with self._reload_lock:
+            await self._reload(config)
+
+    async def _reload(self, config: Config) -> None:
         previous = self.status
         self.status = DaemonStatus.RELOADING
         try:
+            self._set_maintenance(config)
             actual = await self._dump()
             old_services = list(self._desired)  # config order
             new_members = _members_of(config)
@@ -232,9 +238,8 @@ class Director:
                 await self._reconcile(set(self._desired), managed, Tag.START)
             self._start_probes()
         finally:
-            self.status = (
-                DaemonStatus.RUNNING if previous is not DaemonStatus.STARTING else previous
-            )
+            starting = previous is DaemonStatus.STARTING and not self._first_done.is_set()
+            self.status = DaemonStatus.STARTING if starting else DaemonStatus.RUNNING
 
     async def stop(self) -> None:
         """Cancel checks; purge what cleanstop=yes virtuals hold; leave the rest."""
@@ -298,6 +303,15 @@ class Director:
         return DirectorSnapshot(self.status, self._scheduler.stats.completed, tuple(virtuals))
 
     # --- state ----------------------------------------------------------------------------
+
+    def _set_maintenance(self, config: Config) -> None:
+        path = config.globals.maintenancedir
+        current = self._maintenance.path if self._maintenance is not None else None
+        if path != current:
+            if self._maintenance is not None:
+                self._maintenance.close()
+            self._maintenance = MaintenanceDir(path) if path else None
+            self._scheduler.maintenance = self._maintenance
 
     def _install(
         self,

@@ -133,7 +133,7 @@ class Scheduler:
     ) -> None:
         self._check = check
         self._deliver = deliver
-        self._maintenance = maintenance
+        self.maintenance = maintenance
         self._on_error = on_error
         self._jitter = jitter
         self._tasks: dict[ProbeKey, asyncio.Task[None]] = {}
@@ -195,8 +195,8 @@ class Scheduler:
 
     async def _once(self, key: ProbeKey, counter: int) -> tuple[Outcome, bool, int]:
         target = key.target
-        if self._maintenance is not None:
-            hit = await self._maintenance.match(target.host, key.real_port, target.family)
+        if self.maintenance is not None:
+            hit = await self.maintenance.match(target.host, key.real_port, target.family)
             if hit is not None:
                 return Outcome.down(Reason.MAINTENANCE, "Server in maintenance"), True, counter
         if target.kind is CheckType.ON:
