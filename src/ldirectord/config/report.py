@@ -176,11 +176,13 @@ def summary(config: Config) -> str:
     reals = sum(len(v.reals) for v in virtuals)
     fwmarks = sum(1 for v in virtuals if v.fwmark is not None)
     v6 = sum(1 for v in virtuals if v.family is Family.INET6)
-    kinds = f"{fwmarks} firewall-mark, {v6} IPv6"
+    parts = [f"{fwmarks} firewall-mark"] if fwmarks else []
+    parts += [f"{v6} IPv6"] if v6 else []
+    kinds = f" ({', '.join(parts)})" if parts else ""
     warnings = len(config.warnings)
     return (
         f"{config.path}: configuration OK: {len(virtuals)} virtual service"
-        f"{'' if len(virtuals) == 1 else 's'} ({kinds}) with {reals} real server"
+        f"{'' if len(virtuals) == 1 else 's'}{kinds} with {reals} real server"
         f"{'' if reals == 1 else 's'}; checkinterval {_number(config.globals.checkinterval)} s, "
         f"quiescent={_yes_no(config.globals.quiescent)}, fork={_yes_no(config.globals.fork)}; "
         f"{warnings} warning{'' if warnings == 1 else 's'}.\n"
