@@ -56,7 +56,7 @@ class Observation:
 
 
 def acquire(path: str, stage: list[str]) -> Observation:
-    """Open, fstat and read the pulse (and its pid's liveness); ``stage`` names the step."""
+    """Open, fstat and read the pulse; ``stage`` names the step for a timeout message."""
     obs = Observation(path)
     stage[0] = "opening"
     try:
