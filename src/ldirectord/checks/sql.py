@@ -19,7 +19,6 @@ when it returns at least one row. Deliberate fix: every step has the check's dea
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 from ldirectord.checks._blocking import run_blocking, shutdown_quietly
@@ -33,8 +32,11 @@ _MYSQL_AUTH_ERRORS = {1044, 1045, 1130, 1251, 1698}
 
 def driver_problem(service: Service) -> str | None:
     """Why the check of ``service`` cannot run on this machine (for configtest), else None."""
-    if service is Service.ORACLE and importlib.util.find_spec("oracledb") is None:
-        return f"the oracle check needs the python-oracledb driver: {ORACLE_HINT}"
+    if service is Service.ORACLE:
+        try:
+            import oracledb  # noqa: F401
+        except ImportError:
+            return f"the oracle check needs the python-oracledb driver: {ORACLE_HINT}"
     return None
 
 
@@ -75,6 +77,10 @@ async def check_pgsql(target: CheckTarget) -> Outcome:
         raise _pg_failure(exc) from None
     except asyncpg.InterfaceError as exc:
         raise _pg_interface_failure(exc) from None
+    except ConnectionError as exc:
+        if type(exc) is not ConnectionError:  # refused, reset: the OSError subclasses
+            raise
+        raise CheckFailed(Reason.PROTOCOL, str(exc)[:200]) from None  # e.g. junk for SSLRequest
     try:
         set_phase("running the query")
         row = await conn.fetchrow(query, timeout=max(end - time.monotonic(), 0.01))
