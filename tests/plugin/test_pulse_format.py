@@ -113,6 +113,7 @@ def _mutated(path: tuple[object, ...], value: object, delete: bool = False) -> b
         (b"[" * 100000 + b"]" * 100000, "JSON"),
         (_mutated(("pid",), 0), "'pid' must be a positive whole number, got 0"),
         (_mutated(("pid",), -1), "'pid' must be a positive whole number, got -1"),
+        (_mutated(("pid",), 2**31), "'pid' must be a positive whole number, got 2147483648"),
         (_mutated(("pid",), True), "'pid' must be a positive whole number, got true"),
         (_mutated(("pid",), 4.5), "'pid' must be a positive whole number, got 4.5"),
         (_mutated(("pid",), None, delete=True), "no 'pid' key"),
