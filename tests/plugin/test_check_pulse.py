@@ -665,3 +665,13 @@ def test_empty_pulse_does_not_import_the_format_module(pulse: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert proc.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_oversized_file_is_not_a_pulse(pulse: Path) -> None:
+    with pulse.open("wb") as fh:
+        fh.truncate(5 * 1024 * 1024)  # sparse: 5 MiB of zeros
+    r = run_aged(pulse, 4)
+    assert (r.code, r.first) == (
+        UNKNOWN,
+        f"UNKNOWN: cannot use pulse file {pulse}: it is larger than 4194304 bytes",
+    )

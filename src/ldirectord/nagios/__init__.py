@@ -1,0 +1,1 @@
+"""Monitoring plugins shipped with ldirectord (stdlib-only, fast to start): check_pulse."""
