@@ -50,7 +50,7 @@ def test_range_bounds_compare_as_strings_like_ldirectord() -> None:
 
 def test_range_errors() -> None:
     assert messages(V, "    real=10.0.0.5->10.0.0.1 gate")[0].startswith(
-        "invalid range 10.0.0.5->10.0.0.1"
+        "Invalid Range: 10.0.0.5-10.0.0.1"
     )
     assert "more than 65536" in messages(V, "    real=10.0.0.0->10.2.0.0 gate")[0]
     assert messages("virtual6=[::1]:80", "    real6=[::1]->[::2] gate") == [
@@ -78,9 +78,17 @@ def test_weight_match_is_unanchored() -> None:
 
 
 def test_per_real_request_and_receive() -> None:
-    r = reals('real=10.0.0.2:80 gate 2 "check.html", "OK"', 'real=10.0.0.3:80 masq "/x" "y"')
-    assert (r[0].weight, r[0].request, r[0].receive) == (2, "/check.html", "OK")
+    r = reals('real=10.0.0.2:80 gate 2 "check.html", "OK" u:4', 'real=10.0.0.3:80 masq "x" "y"')
+    assert (r[0].weight, r[0].request, r[0].receive, r[0].upper) == (2, "/check.html", "OK", 4)
     assert (r[1].weight, r[1].request, r[1].receive) == (1, "/x", "y")
+
+
+def test_per_real_request_with_a_leading_slash_loses_its_receive_as_in_ldirectord() -> None:
+    config = cfg(V, '    real=10.0.0.2:80 gate 2 "/check.html", "OK" l:3 junk')
+    real = config.virtuals[0].reals[0]
+    assert (real.weight, real.request, real.receive, real.lower) == (2, "/check.html", None, 0)
+    assert 'receive "OK" and anything after it ignored' in config.warnings[0]
+    assert 'without its leading "/" ("check.html")' in config.warnings[0]
 
 
 def test_thresholds() -> None:

@@ -88,6 +88,14 @@ def test_duplicate_virtual_is_an_error() -> None:
     assert found[0].hint == "tcp:10.0.0.1:80 is already defined at line 1"
 
 
+def test_a_virtual_line_that_ends_the_file_is_read_twice_by_ldirectord() -> None:
+    found = problems(V, R, "virtual=10.0.0.9:80")
+    assert [p.message for p in found] == ["duplicate virtual server"]
+    assert "ends the file twice" in (found[0].hint or "")
+    assert len(cfg(V, R, "virtual=10.0.0.9:80", "").virtuals) == 2
+    assert len(cfg(V, R, "virtual=10.0.0.9:80", "# c").virtuals) == 2
+
+
 @pytest.mark.parametrize(("port", "service"), sorted(PORT_SERVICES.items()))
 def test_service_derived_from_the_resolved_port(port: int, service: Service) -> None:
     assert one(header=f"virtual=10.0.0.1:{port}").check.service is service

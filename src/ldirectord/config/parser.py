@@ -56,6 +56,7 @@ class RawConfig:
     virtuals: list[RawVirtual] = field(default_factory=list)
     #: Numbers of the blank lines, for hints ("a blank line ends a virtual block").
     blank_lines: frozenset[int] = frozenset()
+    line_count: int = 0
 
 
 def _global(item: GlobalLine, filename: str) -> Directive:
@@ -131,4 +132,5 @@ def parse(text: str, filename: str) -> RawConfig:
     lines = split_lines(text)
     raw = parse_items(lex(lines), filename)
     raw.blank_lines = frozenset(line.number for line in lines if not line.raw.strip())
+    raw.line_count = len(lines)
     return raw

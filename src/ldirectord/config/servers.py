@@ -52,9 +52,9 @@ def _range(first: str, last: str) -> list[str] | str:
     first_i = int(ipaddress.IPv4Address(first))
     last_i = int(ipaddress.IPv4Address(last))
     if first_i > last_i:
-        return f"invalid range {first}->{last}: the first address is greater than the last"
+        return f"Invalid Range: {first}-{last}: the first address is greater than the last"
     if last_i - first_i >= MAX_RANGE:
-        return f"invalid range {first}->{last}: more than {MAX_RANGE} addresses"
+        return f"Invalid Range: {first}-{last}: more than {MAX_RANGE} addresses"
     out: list[str] = []
     last_s = str(last_i)
     i = first_i
@@ -90,8 +90,17 @@ def _parse_flags(flags: str, loc: Location, problems: Problems) -> RealFlags | N
         weight, rest = int(found.group(1)), found.group(2)
     if found := _CHECK.search(rest):
         request, receive, rest = found.group(1), found.group(2), found.group(3)
-        if not request.startswith("/"):
-            request = "/" + request
+        if request.startswith("/"):
+            # In ldirectord, the regex match that tests for the leading "/" resets $2 and $3:
+            # the per-real receive string and everything after it are lost.
+            problems.warn(
+                loc,
+                f'real server: receive "{receive}" and anything after it ignored, '
+                'as ldirectord ignores them when the per-real request starts with "/"',
+                f'write the request without its leading "/" ("{request[1:]}") to have both used',
+            )
+            return RealFlags(method, weight, request, None, 0, 0)
+        request = "/" + request
     if found := _LOWER.search(rest):
         lower, rest = int(found.group(1)), found.group(2)
     if found := _UPPER.search(rest):

@@ -117,6 +117,14 @@ def validate(raw: RawConfig, env: Environment, path: str) -> tuple[Config | None
     drafts = [read_virtual(virtual, problems, env) for virtual in raw.virtuals]
     gd = read_globals(raw, problems, env)
     g = build_globals(gd, problems, env)
+    for raw_virtual, draft in zip(raw.virtuals, drafts, strict=True):
+        if raw_virtual.loc.line == raw.line_count and draft.valid:
+            problems.error(
+                raw_virtual.loc,
+                "duplicate virtual server",
+                "ldirectord reads a virtual= line that ends the file twice: "
+                "add its real= lines, or an empty line after it",
+            )
     seen: dict[str, Location] = {}
     virtuals: list[VirtualService] = []
     for draft in drafts:
