@@ -54,6 +54,12 @@ def reset_socket(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return  # handler tasks cancelled at teardown: expected
+    loop.default_exception_handler(context)
+
+
 class _LoopThread:
     """An asyncio loop in a daemon thread with a bounded start and stop."""
 
@@ -75,6 +81,7 @@ class _LoopThread:
 
     async def _serve_outer(self) -> None:
         self._stop = asyncio.Event()
+        self.loop.set_exception_handler(_quiet_cancellations)
         try:
             await self.setup()
         except BaseException as exc:
@@ -86,6 +93,8 @@ class _LoopThread:
             await self._stop.wait()
         finally:
             await self.teardown()
+            for _ in range(5):  # let abort()'s scheduled socket closes run before the loop ends
+                await asyncio.sleep(0)
 
     async def setup(self) -> None:
         raise NotImplementedError
@@ -118,17 +127,63 @@ class TcpPeer(_LoopThread):
         self.host = host
         self.port = 0
         self.accepted = 0  # connections accepted so far
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._raw: set[socket.socket] = set()  # accepted, not yet a transport
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._transports: set[asyncio.BaseTransport] = set()
 
     @property
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)
 
     async def setup(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, 0, backlog=1024)
-        self.port = self._server.sockets[0].getsockname()[1]
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, 0))
+        listener.listen(1024)
+        listener.setblocking(False)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self.loop.add_reader(listener, self._on_accept, listener)
+
+    def _on_accept(self, listener: socket.socket) -> None:
+        # Our own accept rather than asyncio's server or sock_accept: asyncio 3.11 leaks the
+        # socket of a connection reset before its transport is made, or accepted just as the
+        # accepting task is cancelled. Here every accepted socket is tracked until adopted.
+        for _ in range(64):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            try:
+                conn.setblocking(False)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # already reset by the client
+                conn.close()
+                continue
+            self._raw.add(conn)
+            self.loop.create_task(self._adopt(conn))
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        peer = self
+
+        class _Protocol(asyncio.StreamReaderProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                peer._transports.add(transport)  # so teardown can close it, started or not
+                super().connection_made(transport)
+
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: _Protocol(asyncio.StreamReader(), self._serve), conn
+            )
+        except OSError:
+            conn.close()
+        finally:
+            self._raw.discard(conn)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
@@ -148,14 +203,26 @@ class TcpPeer(_LoopThread):
             writer.transport.abort()
 
     async def teardown(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=STOP_TIMEOUT)
+        if self._listener is not None:
+            self.loop.remove_reader(self._listener)
+            self._listener.close()
+        current = asyncio.current_task()
+        for _ in range(100):  # bounded: ~1 s; usually done in one or two rounds
+            # asyncio turns accepted sockets into transports in its own tasks: let those
+            # finish (cancelling them would leak the socket), then close every transport and
+            # cancel our handler tasks.
+            for transport in list(self._transports):
+                if not transport.is_closing():
+                    transport.abort()  # type: ignore[attr-defined]
+            pending = [t for t in asyncio.all_tasks() if t is not current]
+            for task in pending:
+                if getattr(task.get_coro(), "__name__", "") == "_serve":
+                    task.cancel()
+            await asyncio.sleep(0.01)
+            if not pending and all(t.is_closing() for t in self._transports):
+                break
+        for conn in list(self._raw):  # never adopted (should not happen): close anyway
+            conn.close()
 
     def __enter__(self) -> TcpPeer:
         self.start()

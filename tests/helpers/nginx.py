@@ -118,7 +118,7 @@ def _config(t: Path, http: int, https: int, proxy: int, ipv6: bool) -> str:
     """
     return f"""
 load_module {ECHO_MODULE};
-daemon off; worker_processes 1; pid {t}/nginx.pid; error_log {t}/error.log warn;
+user root root; daemon off; worker_processes 1; pid {t}/nginx.pid; error_log {t}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;

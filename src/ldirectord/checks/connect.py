@@ -12,5 +12,11 @@ from ldirectord.checks.base import CheckTarget, Outcome
 
 
 async def check_connect(target: CheckTarget) -> Outcome:
-    await _net.connect_only(target.host, target.port, target.family)
-    return Outcome.ok(f"connected to {target.host_for_url}:{target.port}")
+    where = f"{target.host_for_url}:{target.port}"
+    try:
+        await _net.connect_only(target.host, target.port, target.family)
+    except ConnectionResetError:
+        # A reset (not a refusal) means the handshake completed and the server then closed:
+        # ldirectord's blocking connect() had returned success by then.
+        return Outcome.ok(f"connected to {where} (then reset by the server)")
+    return Outcome.ok(f"connected to {where}")

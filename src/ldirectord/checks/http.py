@@ -129,7 +129,7 @@ def sni_name(host_header: str) -> str | None:
 def parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
     """Status line and headers (without the blank line); CheckFailed(PROTOCOL) if not HTTP."""
     lines = head.split(b"\n")
-    match = _STATUS_RE.match(lines[0])
+    match = _STATUS_RE.match(lines[0].rstrip(b"\r"))
     if match is None:
         raise CheckFailed(Reason.PROTOCOL, f"not an HTTP response: {lines[0][:60]!r}")
     headers: dict[str, str] = {}
@@ -174,21 +174,31 @@ def verdict(response: Response, receive: str) -> Outcome:
 # --- IO ------------------------------------------------------------------------------------
 
 
-async def _read_head(conn: _net.Conn) -> tuple[bytes, bytes]:
-    """(head without the blank line, start of the body when the reply came bare-LF to EOF)."""
+async def _read_head(conn: _net.Conn) -> bytes:
+    """Status line and header lines, up to (not including) the blank line; bounded.
+
+    The first five bytes are checked at once, so a server that babbles something other than
+    HTTP is down (PROTOCOL) without waiting for the deadline.
+    """
     set_phase("waiting for the status line")
     try:
-        head = await conn.reader.readuntil(b"\r\n\r\n")
+        magic = await conn.reader.readexactly(5)
     except asyncio.IncompleteReadError as exc:
-        if b"\n\n" in exc.partial:  # a bare-LF server that closed after its reply
-            head, _, rest = exc.partial.partition(b"\n\n")
-            return head, rest
         if exc.partial:
-            raise CheckFailed(Reason.PROTOCOL, f"truncated response {exc.partial[:60]!r}") from None
+            raise CheckFailed(Reason.PROTOCOL, f"truncated response {exc.partial!r}") from None
         raise CheckFailed(Reason.CLOSED, "connection closed without a response") from None
-    except asyncio.LimitOverrunError:
-        raise CheckFailed(Reason.PROTOCOL, f"response head over {HEAD_LIMIT} bytes") from None
-    return head[:-4], b""
+    if magic != b"HTTP/":
+        raise CheckFailed(Reason.PROTOCOL, f"not an HTTP response: {magic!r}...")
+    set_phase("reading the response head")
+    lines = [magic]
+    size = 5
+    while size <= HEAD_LIMIT:
+        line = await conn.read_until(b"\n", HEAD_LIMIT)
+        size += len(line)
+        if line in (b"\r\n", b"\n") and len(lines) > 1:
+            return b"".join(lines)
+        lines.append(line)
+    raise CheckFailed(Reason.PROTOCOL, f"response head over {HEAD_LIMIT} bytes")
 
 
 async def _read_chunked(conn: _net.Conn, limit: int) -> bytes:
@@ -213,13 +223,9 @@ async def _read_chunked(conn: _net.Conn, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _read_body(
-    conn: _net.Conn, method: str, status: int, headers: dict[str, str], start: bytes
-) -> bytes:
+async def _read_body(conn: _net.Conn, method: str, status: int, headers: dict[str, str]) -> bytes:
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         return b""
-    if start:  # a bare-LF reply already read to its end: take it as it is
-        return start[:BODY_LIMIT]
     if is_chunked(headers):
         return await _read_chunked(conn, BODY_LIMIT)
     length = content_length(headers)
@@ -236,11 +242,10 @@ async def _exchange(
     try:
         await conn.send(request)
         for _ in range(10):  # skip interim 1xx responses (100 Continue, 103 Early Hints)
-            head, start = await _read_head(conn)
-            status, reason, headers = parse_head(head)
+            status, reason, headers = parse_head(await _read_head(conn))
             if not 100 <= status < 200:
                 break
-        body = await _read_body(conn, method, status, headers, start)
+        body = await _read_body(conn, method, status, headers)
         return Response(status, reason, headers, body)
     finally:
         conn.close()
