@@ -7,8 +7,9 @@ share that task and its result, as ldirectord shares results between identical r
   within one check duration whatever the others do.
 - Then each task repeats every ``checkinterval`` (the effective one of its virtual; fork=yes
   needs nothing more, every virtual is already isolated), minus a small random jitter (at most
-  10 % of the interval, at most 0.5 s: checks are never later than configured, and 10,000 of
-  them do not stay bunched in one millisecond). After a failed check the interval is
+  10 % of the interval, at most 0.5 s); the second check comes a random 0–50 % of the interval
+  early, which spreads the checks that all started together over the interval. Checks are
+  never later than configured, and 10,000 of them do not stay bunched in one millisecond. After a failed check the interval is
   ``fastinterval`` when that extension is on. A check that overran its interval is followed by
   the next one at once.
 - There is no shared concurrency pool: performance.md §4a measured a pool of 500 letting 1,000
@@ -42,6 +43,9 @@ from ldirectord.engine.maintenance import MaintenanceDir
 COMBINED_RESET = 999999
 #: Seconds a check may run past its own deadline before the scheduler gives up on it.
 DEADLINE_GRACE = 1.0
+#: The second check of every probe comes up to this share of the interval early (a random
+#: phase, so the checks that all started at once do not stay bunched).
+PHASE_SHARE = 0.5
 #: Jitter: at most this share of the interval, and at most MAX_JITTER seconds.
 JITTER_SHARE = 0.1
 MAX_JITTER = 0.5
@@ -169,6 +173,7 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         counter = COMBINED_RESET
         planned = loop.time()
+        first = True
         while True:
             start = loop.time()
             self.stats.lateness.append(max(0.0, start - planned))
@@ -188,7 +193,11 @@ class Scheduler:
             if fast and fast_interval:
                 interval = min(interval, max(0.01, fast_interval))
             if self._jitter:
-                interval -= random.random() * min(JITTER_SHARE * interval, MAX_JITTER)
+                if first:  # spread the herd that started together: a random phase
+                    interval -= random.random() * PHASE_SHARE * interval
+                else:
+                    interval -= random.random() * min(JITTER_SHARE * interval, MAX_JITTER)
+            first = False
             now = loop.time()
             planned = max(start + interval, now)
             await asyncio.sleep(planned - now)
