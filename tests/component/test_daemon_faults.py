@@ -117,3 +117,70 @@ def test_blocked_loop_is_diagnosed_and_stops_the_pulse(tmp_path: Path, rundir: P
         wait_for("recovery", lambda: "Event loop running again" in log.read_text(), 15)
         wait_for("the pulse to beat again", lambda: pulse.stat().st_mtime > frozen, 10)
         assert ldirectord(*opts, str(cfg), "stop").returncode == 0
+
+
+def test_hung_real_server_blocks_neither_pulse_nor_stop(tmp_path: Path, rundir: Path) -> None:
+    from tests.helpers.hostile import hang
+
+    cfg = tmp_path / "hung.cf"
+    pulse = rundir / "ldirectord.hung.cf.pulse"
+    opts = ["--dry-run", "--rundir", str(rundir)]
+    with http_reals(tmp_path, 1) as reals, hang() as peer:
+        cfg.write_text(
+            "checkinterval=1\nnegotiatetimeout=25\nchecktimeout=25\n"
+            f'logfile="{tmp_path}/ldirectord.log"\n'
+            "virtual=127.0.0.1:8080\n"
+            f"\treal=127.0.0.1:{reals[0].port} masq 1\n"
+            f"\treal=127.0.0.1:{peer.port} masq 1\n"
+            '\tservice=http\n\trequest="health.html"\n\treceive="OK"\n'
+        )
+        t0 = time.monotonic()
+        assert ldirectord(*opts, str(cfg), "start").returncode == 0
+        assert time.monotonic() - t0 < 10  # start does not wait for the hung check
+        first = pulse.stat().st_mtime
+        # the healthy real's checks keep the pulse beating while the other check hangs
+        wait_for("two more beats", lambda: pulse.stat().st_mtime > first + 1.5, 10)
+        st = ldirectord(*opts, str(cfg), "status")
+        assert st.returncode == 0
+        t1 = time.monotonic()
+        stopped = ldirectord(*opts, str(cfg), "stop")
+        took = time.monotonic() - t1
+        assert stopped.returncode == 0 and took < 10, (took, stopped.stderr)
+
+
+def test_stop_during_slow_first_checks(tmp_path: Path, rundir: Path) -> None:
+    """TERM while the first round of checks still waits on a hung real: out in seconds."""
+    import socket
+    import subprocess
+
+    from tests.component.test_daemon_support import LDIRECTORD
+    from tests.helpers.hostile import hang
+
+    cfg = tmp_path / "slow.cf"
+    notify_path = str(tmp_path / "notify.sock")
+    with hang() as peer, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(notify_path)
+        cfg.write_text(
+            "checkinterval=1\nnegotiatetimeout=25\nchecktimeout=25\n"
+            f'logfile="{tmp_path}/ldirectord.log"\n'
+            "virtual=127.0.0.1:8080\n"
+            f"\treal=127.0.0.1:{peer.port} masq 1\n"
+            '\tservice=http\n\trequest="health.html"\n\treceive="OK"\n'
+        )
+        proc = subprocess.Popen(
+            [LDIRECTORD, "--dry-run", "--rundir", str(rundir), str(cfg), "start"],
+            env=dict(os.environ, NOTIFY_SOCKET=notify_path),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for("the first check to hang", lambda: peer.accepted >= 1, 10)
+            t0 = time.monotonic()
+            proc.terminate()
+            assert proc.wait(15) == 0
+            assert time.monotonic() - t0 < 10
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

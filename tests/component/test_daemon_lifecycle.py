@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from ldirectord import pulse_format
+from ldirectord.runtime.pidfile import process_gone
 from tests.component.test_daemon_support import (
     LDIRECTORD,
     demo_config,
@@ -99,7 +100,7 @@ def test_start_status_pulse_reload_badreload_stop(tmp_path: Path, rundir: Path) 
             return [r["weight"] for r in virtuals[0]["reals"]]
 
         wait_for("weight 5", lambda: weights() == [1, 5])
-        table_before = ldirectord(*opts, str(cfg), "status").stdout.splitlines()[2:]
+        table_before = _table(rundir, "lvs.cf")
 
         # --- bad reload from the CLI: exit 2 with file:line:col, the daemon is not told
         good_text = cfg.read_text()
@@ -118,16 +119,14 @@ def test_start_status_pulse_reload_badreload_stop(tmp_path: Path, rundir: Path) 
         assert f"Error reading file {cfg}: {cfg}:" in log
         assert "the running configuration is unchanged" in log
         assert weights() == [1, 5]
-        table_after = ldirectord(*opts, str(cfg), "status").stdout.splitlines()[2:]
-        strip = [line[:60] for line in table_before]
-        assert [line[:60] for line in table_after] == strip
+        assert _table(rundir, "lvs.cf") == table_before  # the table is untouched
 
         # --- stop with the broken config: TERM, and `stop` returns once the daemon is gone
         t1 = time.monotonic()
         stopped = ldirectord(*opts, str(cfg), "stop")
         stop_took = time.monotonic() - t1
         assert stopped.returncode == 0, stopped.stderr
-        assert not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes()
+        assert process_gone(pid)
         assert not pid_file.exists()
         assert not pulse.exists()  # a clean stop removes the pulse (a crash leaves it)
 
@@ -143,6 +142,17 @@ def test_start_status_pulse_reload_badreload_stop(tmp_path: Path, rundir: Path) 
         f" stop took {stop_took:.2f} s"
     )
     assert stop_took < 31
+
+
+def _table(run: Path, name: str) -> list[tuple[object, ...]]:
+    """(virtual, real, weight, health, last change) of every real, from the state file."""
+    virtuals = state(run, name)["virtuals"]
+    assert isinstance(virtuals, list)
+    return [
+        (v["name"], r["name"], r["weight"], r["health"], r["last_change"])
+        for v in virtuals
+        for r in v["reals"]
+    ]
 
 
 def _status_of(run: Path, name: str) -> tuple[object, object] | None:
@@ -244,3 +254,27 @@ def test_unwritable_pulse_directory_is_a_loud_start_error(tmp_path: Path, rundir
     assert res.returncode == 1
     assert "x.pulse" in res.stderr
     assert not (rundir / "ldirectord.p.cf.pid").exists()
+
+
+def test_restart_and_try_restart(tmp_path: Path, rundir: Path) -> None:
+    cfg = tmp_path / "rs.cf"
+    opts = ["--dry-run", "--rundir", str(rundir)]
+    pid_file = rundir / "ldirectord.rs.cf.pid"
+    with http_reals(tmp_path, 1) as reals:
+        demo_config(cfg, [reals[0].port])
+        assert ldirectord(*opts, str(cfg), "restart").returncode == 0  # not running: starts
+        first = int(pid_file.read_text())
+        assert ldirectord(*opts, str(cfg), "restart").returncode == 0
+        second = int(pid_file.read_text())
+        assert second != first and process_gone(first)
+        assert ldirectord(*opts, str(cfg), "try-restart").returncode == 0
+        third = int(pid_file.read_text())
+        assert third != second
+        # a restart with a broken config: exit 2, and the running daemon is left alone
+        good = cfg.read_text()
+        cfg.write_text(good + "\tbogus=1\n")
+        assert ldirectord(*opts, str(cfg), "restart").returncode == 2
+        assert int(pid_file.read_text()) == third
+        assert ldirectord(*opts, str(cfg), "status").returncode == 0
+        assert ldirectord(*opts, str(cfg), "stop").returncode == 0
+        assert ldirectord(*opts, str(cfg), "status").returncode == 3

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ldirectord.runtime.pidfile import process_gone
 from tests.component.test_daemon_support import (
     LDIRECTORD,
     demo_config,
@@ -89,10 +90,7 @@ def test_stop_finds_the_daemon_when_the_pid_file_is_gone(tmp_path: Path, rundir:
         assert _agent("stop", env).returncode == 0
         wait_for(
             "the daemon to go",
-            lambda: (
-                not Path(f"/proc/{pid}/cmdline").exists()
-                or not Path(f"/proc/{pid}/cmdline").read_bytes()
-            ),
+            lambda: process_gone(pid),
             10,
         )
         # validate-all runs configtest: a broken config is OCF_ERR_CONFIGURED (6)

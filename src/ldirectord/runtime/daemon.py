@@ -99,9 +99,6 @@ class Events:
     ) -> None:
         self._d.on_real_changed(virtual, real, up, message)
 
-    def fallback_command(self, virtual: VirtualService, action: str) -> None:
-        return None
-
 
 class Daemon:
     def __init__(
@@ -124,6 +121,7 @@ class Daemon:
         self._on_started = on_started
         self._on_warning = on_warning
         self._queue: asyncio.Queue[signals.Request] = asyncio.Queue()
+        self._stop_requested = asyncio.Event()
         self._director: Director | None = None
         self._loud = ErrorGate(lambda m: self.logger.log(m, error=True))
         self._writer = FileWriter(
@@ -147,6 +145,7 @@ class Daemon:
         self._cfg_hash: str | None = None
         self._cfg_warned = False
         self.stop_reason = "?"
+        self._wall_offset = time.time() - time.monotonic()
 
     # --- events ------------------------------------------------------------------------
 
@@ -231,7 +230,7 @@ class Daemon:
             "checks_completed": self.checks_completed(snap),
             "reloads": self.counters.reloads,
             "failed_reloads": self.counters.failed_reloads,
-            "virtuals": state_virtuals(snap, wall, time.monotonic()),
+            "virtuals": state_virtuals(snap, self._wall_offset),
         }
         return encode_state(doc)
 
@@ -250,7 +249,7 @@ class Daemon:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         scrub_environment()
-        signals.install(loop, self._queue)
+        signals.install(loop, self.submit)
         stall = StallDetector(loop, self.logger.log, threshold=STALL_THRESHOLD)
         stall.start()
         install_test_stall_hook(loop, self.logger.log)
@@ -273,6 +272,12 @@ class Daemon:
             self._writer.close()
             self.notifier.close()
 
+    def submit(self, request: signals.Request) -> None:
+        """Queue a command (signal handlers call this and nothing else)."""
+        if request.command is signals.Command.STOP:
+            self._stop_requested.set()
+        self._queue.put_nowait(request)
+
     async def _start(self) -> None:
         choice = await backends.choose(self.options.backend, self.logger.log)
         self.backend_name = choice.name
@@ -286,7 +291,12 @@ class Daemon:
         self.pulse.beat(force=True)
         if self._on_started is not None:
             self._on_started(None)
-        await self._director.wait_first_checks(self.first_check_timeout())
+        # a stop request must not wait for slow first checks
+        first = asyncio.ensure_future(self._director.wait_first_checks(self.first_check_timeout()))
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (first, stop):
+            task.cancel()
         self.status = DaemonStatus.RUNNING
         self.pulse.beat(force=True)
         self.notifier.ready(self.summary())
@@ -309,7 +319,10 @@ class Daemon:
                 async with asyncio.timeout(timeout):
                     request = await self._queue.get()
             except TimeoutError:
-                await self._housekeeping()
+                try:
+                    await self._housekeeping()
+                except Exception as exc:  # a bug here must not stop the director
+                    self._loud("housekeeping", f"ERROR: housekeeping failed: {exc!r}")
                 next_housekeeping = time.monotonic() + self.config.globals.checkinterval
                 continue
             if request.command is signals.Command.STOP:

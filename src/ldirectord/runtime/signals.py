@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -29,12 +30,13 @@ RELOAD_SIGNALS = (signal.SIGHUP,)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-def install(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Request]) -> None:
+def install(loop: asyncio.AbstractEventLoop, submit: Callable[[Request], None]) -> None:
+    """Route the signals to ``submit`` (which must only queue the request)."""
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     for sig in RELOAD_SIGNALS:
-        loop.add_signal_handler(sig, queue.put_nowait, Request(Command.RELOAD, sig.name))
+        loop.add_signal_handler(sig, submit, Request(Command.RELOAD, sig.name))
     for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, queue.put_nowait, Request(Command.STOP, sig.name))
+        loop.add_signal_handler(sig, submit, Request(Command.STOP, sig.name))
 
 
 def uninstall(loop: asyncio.AbstractEventLoop) -> None:

@@ -56,8 +56,10 @@ def decode_state(data: bytes) -> dict[str, Any] | None:
     return doc
 
 
-def state_virtuals(snap: Any, wall: float, mono: float) -> list[dict[str, Any]]:
-    """The state file's per-virtual rows from a DirectorSnapshot (monotonic times → wall)."""
+def state_virtuals(snap: Any, wall_offset: float) -> list[dict[str, Any]]:
+    """The state file's per-virtual rows from a DirectorSnapshot; monotonic times become wall
+    times with one fixed ``wall_offset`` (time.time() - time.monotonic() at start-up), so an
+    unchanged real keeps exactly the same last_change."""
     rows: list[dict[str, Any]] = []
     if snap is None:
         return rows
@@ -79,7 +81,7 @@ def state_virtuals(snap: Any, wall: float, mono: float) -> list[dict[str, Any]]:
                     "last_duration": None if out is None else round(out.duration, 4),
                     "last_change": None
                     if r.last_change is None
-                    else round(wall - (mono - r.last_change), 3),
+                    else round(r.last_change + wall_offset, 3),
                 }
             )
         rows.append(
