@@ -195,7 +195,11 @@ class Director:
         return self._scheduler
 
     async def start(self) -> None:
-        """Dump the kernel, reconcile (status STARTING), start one task per unique check."""
+        """Dump the kernel, reconcile (status STARTING), start one task per unique check.
+
+        Returns after the initial reconcile. Raises BackendError (or TimeoutError) only when
+        the table cannot be read at all; a change the kernel refuses is retried later.
+        """
         self.status = DaemonStatus.STARTING
         actual = await self._dump()
         self._install(self._config, _members_of(self._config), actual)
@@ -203,6 +207,7 @@ class Director:
             await self._reconcile(set(self._desired), (), Tag.START)
         self._start_probes()
         self._applier = asyncio.create_task(self._apply_loop(), name="ldirectord applier")
+        self._wake.set()  # whatever the initial reconcile could not do is retried at once
 
     async def wait_first_checks(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """True once every check has had its first outcome and the result is in the kernel."""
@@ -237,6 +242,7 @@ class Director:
             async with self._lock:
                 await self._reconcile(set(self._desired), managed, Tag.START)
             self._start_probes()
+            self._wake.set()
         finally:
             starting = previous is DaemonStatus.STARTING and not self._first_done.is_set()
             self.status = DaemonStatus.STARTING if starting else DaemonStatus.RUNNING
@@ -471,10 +477,14 @@ class Director:
         """Bring ``keys`` (and the ``managed`` ones to drop) in line; True when done."""
         managed = tuple(managed)
         self._reconciling = True
+        done = False
         try:
-            return await self._reconcile_attempts(keys, managed, tag)
+            done = await self._reconcile_attempts(keys, managed, tag)
+            return done
         finally:
             self._reconciling = False
+            if not done:  # retried later by the applier, whatever went wrong
+                self._dirty |= keys & set(self._desired)
 
     async def _reconcile_attempts(
         self, keys: set[ServiceKey], managed: tuple[ServiceKey, ...], tag: Tag
@@ -498,7 +508,6 @@ class Director:
                 continue
             self._after_reconcile(keys)
             return True
-        self._dirty |= keys
         return False
 
     def _applied(self, planned: Planned) -> None:
