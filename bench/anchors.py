@@ -73,13 +73,14 @@ def ldirectord_cf(
         "quiescent=no",
         "autoreload=no",
         "fork=no",
+        "supervised=yes",  # foreground without -d: no per-check debug logging
         f'logfile="{logfile}"',
         "",
         f"virtual={VIRTUAL}",
     ]
     lines += [f"\treal={r} masq {weights.get(r, 1)}" for r in reals]
     if check == "http":
-        lines += ["\tservice=http", "\tcheckport=80", "\tchecktype=negotiate"]
+        lines += ["\tservice=http", "\tchecktype=negotiate"]
         lines += ['\trequest="/"', '\treceive="ok"']
     else:
         lines += ["\tchecktype=on"]
@@ -152,8 +153,9 @@ def recipe(
             weights=weights,
             logfile=os.path.join(workdir, "perl.log"),
         )
-        # -d: foreground, no pid file. The working directory must hold no ./ipvsadm.
-        return Recipe(daemon, (PERL_LDIRECTORD, "-d", path, "start"), path, text, workdir)
+        # supervised=yes keeps it in the foreground (logging to stdout) without -d's debug
+        # output; -d would also run ./ipvsadm from its working directory if one existed.
+        return Recipe(daemon, (PERL_LDIRECTORD, path, "start"), path, text, workdir)
     if daemon in ("keepalived", "keepalived-default"):
         path = os.path.join(workdir, "keepalived.conf")
         text = keepalived_conf(

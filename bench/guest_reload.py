@@ -5,15 +5,17 @@ Runs inside the User-Mode Linux guest:
     python -m bench.guest_reload SPEC_JSON
 
 SPEC keys: daemon (ours, keepalived), n, reloads, cap, strace (also count the netlink
-requests of one extra reload with strace attached). The reals are not probed (ldirectord
+requests of one extra reload with strace attached; ptrace slows a Python daemon's every
+syscall so much in the guest that it is only used for keepalived). The reals are not probed (ldirectord
 ``checktype=on``; keepalived real servers without a checker), so the table holds every real
 from the start and only the reload is measured. Prints ``BENCH-RESULT {json}``.
 
 Each reload rewrites the config with one more real at weight 2 (so exactly one real differs
 from the running config), sends SIGHUP and polls /proc/net/ip_vs until that real shows weight
 2: that is the reload's wall time. While waiting it records the fewest reals seen in the table
-(a reload that deletes and re-adds shows it). Kernel ops are counted from ``strace -f`` of the
-daemon's processes: every netlink request sent (dump requests counted apart).
+(a reload that deletes and re-adds shows it). Table changes are counted from the daemon's own
+log (both log every change they make) over the reload and 2 s after; with ``strace`` also from
+``strace -f`` of the daemon's processes: every IPVS netlink request sent, writes by command.
 """
 
 from __future__ import annotations
@@ -47,6 +49,21 @@ async def wait_full(daemon: guest_ipvs.Daemon, reals: list[str], cap: float) -> 
     return None
 
 
+# A table change as the daemons log it: ldirectord's wording (ours) and keepalived's.
+LOGGED_OP = re.compile(
+    r"\b(Added|Changed|Deleted|Purged|Quiescent|Readd Quiescent|Restored) "
+    r"(real|virtual|fallback) server|\b(Adding|Removing) service|\bChanging weight"
+)
+
+
+def logged_ops(path: str, offset: int) -> int:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        text = fh.read().decode(errors="replace")
+    # -d style duplicates ("DEBUG2: " copies) are not counted twice.
+    return sum(1 for line in text.splitlines() if LOGGED_OP.search(line) and "DEBUG" not in line)
+
+
 async def one_reload(
     daemon: guest_ipvs.Daemon, workdir: str, reals: list[str], changed: int, cap: float
 ) -> dict[str, Any]:
@@ -54,13 +71,16 @@ async def one_reload(
     daemon.rewrite(make_recipe(daemon.recipe.daemon, workdir, reals, check="on", weights=weights))
     target = reals[changed]
     fewest = len(reals)
+    offset = os.path.getsize(daemon.log_path)
     sent = time.monotonic()
     daemon.signal(daemon.recipe.reload_signal)
     while True:
         table = guest_ipvs.read_table()
         fewest = min(fewest, len(table))
         if table.get(target) == 2:
-            return {"s": time.monotonic() - sent, "fewest": fewest}
+            wall = time.monotonic() - sent
+            await asyncio.sleep(SETTLE_S)  # let the reload finish its other work, if any
+            return {"s": wall, "fewest": fewest, "logged_ops": logged_ops(daemon.log_path, offset)}
         if time.monotonic() - sent > cap or daemon.exited() is not None:
             return {"s": None, "fewest": fewest}
         await asyncio.sleep(guest_ipvs.POLL_S)
@@ -118,7 +138,6 @@ async def traced_reload(
     tracer = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     await asyncio.sleep(1.5)  # attach
     result = await one_reload(daemon, workdir, reals, changed, cap)
-    await asyncio.sleep(SETTLE_S)
     tracer.send_signal(signal.SIGINT)
     try:
         tracer.wait(timeout=10)
@@ -151,7 +170,6 @@ async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(SETTLE_S)
         for i in range(spec["reloads"]):
             out["reloads"].append(await one_reload(daemon, workdir, reals, i, spec["cap"]))
-            await asyncio.sleep(SETTLE_S)
         if spec.get("strace"):
             out["ops"] = await traced_reload(daemon, workdir, reals, spec["reloads"], spec["cap"])
         if daemon.exited() is not None:
