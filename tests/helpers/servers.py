@@ -4,7 +4,8 @@ Each ``start_<server>(tmp)`` is a context manager that writes the server's own c
 into ``tmp`` (nothing under /etc is read or written, except the one FTP test user that PAM
 needs), starts it on free 127.0.0.1 ports in its own session, waits for readiness with a
 bounded loop, yields a :class:`Running` record, and at exit stops it and kills its whole
-process group. Test modules wrap them in module-scoped fixtures (see :func:`module_server`).
+process group. Test modules wrap them in module-scoped fixtures (see :func:`module_server`), each in
+its own 0755 temp dir under /tmp (see :func:`server_base`).
 
 The recipes follow ../shared/docs/test-servers.md (verified on this kind of machine).
 Nothing here installs packages: a missing binary fails the test with a message that says to
@@ -19,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -127,12 +129,23 @@ def make_root(base: Path, name: str) -> Path:
     root = base / name
     root.mkdir(parents=True, exist_ok=False)
     root.chmod(0o755)
-    for parent in root.parents:
-        if parent == Path("/tmp") or parent == Path("/"):
-            break
-        with contextlib.suppress(OSError):
-            parent.chmod(parent.stat().st_mode | 0o055)
     return root
+
+
+@contextlib.contextmanager
+def server_base(name: str) -> Iterator[Path]:
+    """A 0755 temp dir directly under /tmp for one server's files, removed afterwards.
+
+    Not under pytest's tmp_path: pytest resets /tmp/pytest-of-<user> to 0700 whenever any
+    pytest run starts (other sessions share this machine), and daemons that drop privileges
+    (postfix, postgres, dovecot, news) then lose access to their own files mid-run.
+    """
+    base = Path(tempfile.mkdtemp(prefix=f"ldtest-{name}-"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def run(argv: list[str], *, timeout: float = 60, **kwargs: object) -> str:
@@ -966,8 +979,8 @@ def module_server(
     """Build a module-scoped pytest fixture from a ``start_<server>`` context manager."""
 
     @pytest.fixture(scope="module")
-    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-        with starter(tmp_path_factory.mktemp(starter.__name__)) as server:
+    def fixture() -> Iterator[Running]:
+        with server_base(starter.__name__.removeprefix("start_")) as base, starter(base) as server:
             yield server
 
     return fixture
