@@ -7,6 +7,7 @@ import pytest
 from ldirectord.config.model import (
     PORT_SERVICES,
     CheckType,
+    Fallback,
     Family,
     HttpMethod,
     Method,
@@ -371,6 +372,11 @@ def test_virtual_fallback() -> None:
     assert messages(V, R, "    fallback=nohost.example") == [
         "invalid IPv4 address or could not resolve for fallback server: nohost.example (no such host)"
     ]
+    empty = cfg(V, R, "    fallback=")
+    assert empty.virtuals[0].fallback == Fallback(
+        "127.0.0.1", 80, Method.GATE, empty.virtuals[0].fallback.location
+    )  # type: ignore[union-attr]
+    assert "fallback server without a host means 127.0.0.1" in empty.warnings[0]
     own = cfg("fallback=127.0.0.2:81", V, R, "    fallback=127.0.0.3").virtuals[0].fallback
     assert own is not None and (own.address, own.port) == ("127.0.0.3", 80)
 

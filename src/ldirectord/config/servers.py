@@ -43,6 +43,8 @@ def lookup_name(name: str) -> str:
 
 def _resolve_host(env: Environment, name: str, family: Family) -> tuple[str | None, str]:
     target = lookup_name(name)
+    if not target:  # getaddrinfo(NULL, ...) as Perl's Socket6 does for "": the loopback
+        return ("::1" if family is Family.INET6 else "127.0.0.1"), ""
     address = env.host(target, family)
     return address, ("" if address else env.host_failure(target, family))
 
@@ -227,6 +229,10 @@ def resolve_fallback(
 ) -> Fallback | None:
     """Resolve host and port (getservbyname with the virtual's protocol)."""
     address, why = _resolve_host(env, raw.server, family)
+    if not lookup_name(raw.server):
+        problems.warn(
+            raw.location, f"fallback server without a host means {address} (as in ldirectord)"
+        )
     if address is None:
         version = "IPv4" if family is Family.INET else "IPv6"
         problems.error(
