@@ -373,9 +373,9 @@ def test_virtual_fallback() -> None:
         "invalid IPv4 address or could not resolve for fallback server: nohost.example (no such host)"
     ]
     empty = cfg(V, R, "    fallback=")
-    assert empty.virtuals[0].fallback == Fallback(
-        "127.0.0.1", 80, Method.GATE, empty.virtuals[0].fallback.location
-    )  # type: ignore[union-attr]
+    loopback = empty.virtuals[0].fallback
+    assert loopback is not None
+    assert loopback == Fallback("127.0.0.1", 80, Method.GATE, loopback.location)
     assert "fallback server without a host means 127.0.0.1" in empty.warnings[0]
     own = cfg("fallback=127.0.0.2:81", V, R, "    fallback=127.0.0.3").virtuals[0].fallback
     assert own is not None and (own.address, own.port) == ("127.0.0.3", 80)
