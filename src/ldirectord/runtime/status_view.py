@@ -77,7 +77,9 @@ def real_cells(real: Mapping[str, Any], now: float) -> list[str]:
         result += f", {_ago(now - last_check)}"
     changed = _get(real, "last_change")
     change = _ago(now - changed) if isinstance(changed, int | float) else "-"
-    return [str(name), str(_get(real, "weight", default="-")), str(health), result[:60], change]
+    if len(result) > 60:
+        result = result[:59] + "…"
+    return [str(name), str(_get(real, "weight", default="-")), str(health), result, change]
 
 
 def render_table(state: Mapping[str, Any], now: float) -> list[str]:
