@@ -150,9 +150,10 @@ class Director:
         clock: Callable[[], float] = time.monotonic,
         raise_fd_limit: bool = True,
     ) -> None:
-        if check is None:
-            from ldirectord.checks import run
+        from ldirectord.checks import run
 
+        trusted = check is None or check is run  # run() already enforces the deadline
+        if check is None:
             check = run
         self.status = DaemonStatus.STARTING
         self._config = config
@@ -181,7 +182,11 @@ class Director:
         maint = config.globals.maintenancedir
         self._maintenance = MaintenanceDir(maint) if maint else None
         self._scheduler = Scheduler(
-            check, self._deliver, maintenance=self._maintenance, on_error=self._log
+            check,
+            self._deliver,
+            maintenance=self._maintenance,
+            on_error=self._log,
+            guard=not trusted,
         )
 
     # --- public API ----------------------------------------------------------------------
@@ -421,7 +426,7 @@ class Director:
                     changed = True
         if changed:
             self._wake.set()
-        if probe in self._awaiting_first:
+        if self._awaiting_first and probe in self._awaiting_first:
             self._awaiting_first.discard(probe)
             if not self._awaiting_first:
                 self._wake.set()

@@ -18,8 +18,9 @@ share that task and its result, as ldirectord shares results between identical r
 - ``checktype=N``: N connect checks between negotiate checks, with ldirectord's counter
   (combined_kind / combined_after). ``on``: up without probing. ``off``: no task.
 - A maintenance file (engine/maintenance.py) forces the real down before any check.
-- Every check runs under ``guarded`` (its deadline); anything that still raises is caught and
-  counted, and the task goes on.
+- Every check runs under ``guarded`` (its deadline; ldirectord.checks.run already does that
+  itself, so it is not wrapped twice); anything that still raises is caught and counted, and
+  the task goes on.
 
 Knows nothing about health states or the kernel: results go to the ``deliver`` callback.
 """
@@ -60,6 +61,14 @@ class ProbeKey:
 
     target: CheckTarget  # normalised; for checktype=N the negotiate target
     real_port: int  # the real's configured port (maintenance file names)
+    #: computed once: a target hashes ~30 fields, and results are looked up by key
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.target, self.real_port)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @staticmethod
     def of(target: CheckTarget, real_port: int) -> ProbeKey:
@@ -134,12 +143,15 @@ class Scheduler:
         maintenance: MaintenanceDir | None = None,
         on_error: Callable[[str], None] | None = None,
         jitter: bool = True,
+        guard: bool = True,
     ) -> None:
         self._check = check
         self._deliver = deliver
         self.maintenance = maintenance
         self._on_error = on_error
         self._jitter = jitter
+        #: False only for a check that already runs under ``guarded`` (ldirectord.checks.run)
+        self._guard = guard
         self._tasks: dict[ProbeKey, asyncio.Task[None]] = {}
         self.stats = SchedulerStats()
 
@@ -219,4 +231,6 @@ class Scheduler:
         return outcome, False, combined_after(counter, kind, outcome.up)
 
     async def _probe(self, target: CheckTarget) -> Outcome:
+        if not self._guard:
+            return await self._check(target)
         return await guarded(self._check, target, target.deadline + DEADLINE_GRACE)
