@@ -142,8 +142,9 @@ async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
             daemon.start()
             result = await wait_startup(daemon, healthy, hung, spec["startup_cap"])
             out["startup"].append(result)
-            last = rep == spec["startups"] - 1
-            if last and result["s"] is not None and spec["kills"]:
+            capped = result["s"] is None  # the next cold starts would hit the cap too
+            last = rep == spec["startups"] - 1 or capped
+            if last and not capped and spec["kills"]:
                 out["detect_mode"] = "cold"
                 out["usage"] = await steady_usage(daemon, spec["settle"])
                 out["detect"] = await detect(fleet, healthy, spec, rng)
@@ -153,6 +154,8 @@ async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
             daemon = None
             if out["error"]:
                 return out
+            if last:
+                break
         if spec["kills"] and out["detect_mode"] is None and spec.get("warm"):
             guest_ipvs.flush_table()
             await fleet.command("revive")
