@@ -141,3 +141,9 @@ def test_checktype_off_adds_nothing() -> None:
 def test_services_in_config_order() -> None:
     a, b = virtual("192.168.6.241", 80), virtual("192.168.6.240", 80)
     assert list(desired_table(config(a, b), {}).services) == [service_key(a), service_key(b)]
+
+
+def test_addresses_are_canonical_as_dumps_are() -> None:
+    v = virtual("2001:DB8::0001", 80, real("2001:db8:0::2"), family=Family.INET6)
+    assert service_key(v).address == "2001:db8::1"
+    assert dest_key(v, v.reals[0]) == DestKey("2001:db8::2", 80)

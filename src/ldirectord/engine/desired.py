@@ -12,6 +12,8 @@ It does not know what the kernel holds now: the reconciler compares. Pure: no IO
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -65,6 +67,15 @@ class DesiredTable:
     services: Mapping[ServiceKey, DesiredService] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=65536)
+def canonical(address: str) -> str:
+    """An IP literal in the form backends dump (compressed IPv6, no brackets)."""
+    try:
+        return str(ipaddress.ip_address(address.strip("[]")))
+    except ValueError:
+        return address
+
+
 def default_netmask(family: Family) -> str:
     return "128" if family is Family.INET6 else "255.255.255.255"
 
@@ -72,7 +83,8 @@ def default_netmask(family: Family) -> str:
 def service_key(virtual: VirtualService) -> ServiceKey:
     if virtual.fwmark is not None:
         return ServiceKey(Protocol.FWM, virtual.family, None, 0, virtual.fwmark)
-    return ServiceKey(virtual.protocol, virtual.family, virtual.address, virtual.port)
+    address = canonical(virtual.address) if virtual.address is not None else None
+    return ServiceKey(virtual.protocol, virtual.family, address, virtual.port)
 
 
 def service_spec(virtual: VirtualService) -> ServiceSpec:
@@ -106,7 +118,7 @@ def _port_for(virtual: VirtualService, port: int, method: Method) -> int:
 
 
 def dest_key(virtual: VirtualService, real: RealServer) -> DestKey:
-    return DestKey(real.address, _port_for(virtual, real.port, real.method))
+    return DestKey(canonical(real.address), _port_for(virtual, real.port, real.method))
 
 
 def member_key(virtual: VirtualService, real: RealServer) -> MemberKey:
@@ -125,7 +137,7 @@ def fallback_for(config: Config, virtual: VirtualService) -> Fallback | None:
 
 
 def fallback_dest(virtual: VirtualService, fallback: Fallback) -> Dest:
-    key = DestKey(fallback.address, _port_for(virtual, fallback.port, fallback.method))
+    key = DestKey(canonical(fallback.address), _port_for(virtual, fallback.port, fallback.method))
     return Dest(key, fallback.method, weight=1, upper=0, lower=0)
 
 
