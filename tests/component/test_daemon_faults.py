@@ -184,3 +184,26 @@ def test_stop_during_slow_first_checks(tmp_path: Path, rundir: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_pulse_write_failure_is_loud_and_recovers(tmp_path: Path, rundir: Path) -> None:
+    import shutil
+
+    cfg = tmp_path / "pw.cf"
+    log = tmp_path / "ldirectord.log"
+    pulse_dir = tmp_path / "pulse"
+    pulse_dir.mkdir()
+    pulse = pulse_dir / "pw.pulse"
+    opts = ["--dry-run", "--rundir", str(rundir), "--pulse", str(pulse)]
+    with http_reals(tmp_path, 1) as reals:
+        demo_config(cfg, [reals[0].port])
+        assert ldirectord(*opts, str(cfg), "start").returncode == 0
+        wait_for("the pulse", pulse.exists, 10)
+        shutil.rmtree(pulse_dir)  # the pulse directory vanishes under the running daemon
+        wait_for("the loud error", lambda: "the pulse has stopped" in log.read_text(), 10)
+        time.sleep(3)  # several failed beats: still one line (rate-limited), still running
+        assert log.read_text().count("the pulse has stopped") == 1
+        assert ldirectord(*opts, str(cfg), "status").returncode == 0
+        pulse_dir.mkdir()
+        wait_for("the pulse to come back", pulse.exists, 10)
+        assert ldirectord(*opts, str(cfg), "stop").returncode == 0
