@@ -462,16 +462,16 @@ class Director:
     def _plan(
         self, keys: set[ServiceKey], managed: Iterable[ServiceKey], tag: Tag
     ) -> list[Planned]:
-        assert self._mirror is not None
-        table = self._mirror.table
+        mirror = self._mirror
+        assert mirror is not None
         plan: list[Planned] = []
         for key, cached in list(self._desired.items()):
             if key in keys:
                 virtual = self._virtuals.get(key)
                 want = self._refresh_desired(virtual) if virtual is not None else cached
-                plan.extend(diff_service(want, table.services.get(key), tag))
+                plan.extend(diff_service(want, mirror.entry(key), tag))
         for key in managed:
-            have = table.services.get(key)
+            have = mirror.entry(key)
             if key not in self._desired and have is not None:
                 plan.extend(drain_service(have, tag))
         return plan

@@ -107,6 +107,13 @@ class DryRunBackend:
             }
         )
 
+    def entry(self, key: ServiceKey) -> VirtualEntry | None:
+        """One service of the current table (a snapshot), or None."""
+        found = self._services.get(key)
+        if found is None:
+            return None
+        return VirtualEntry(found[0], MappingProxyType(dict(found[1])))
+
     async def dump(self) -> KernelTable:
         if self.delay:
             await asyncio.sleep(self.delay)
