@@ -21,7 +21,7 @@ import traceback
 from datetime import UTC, datetime
 
 from bench import bench_daemon
-from bench.common import Row, Section, columns_of, machine_info
+from bench.common import Row, Section, columns_of, fmt_num, machine_info
 
 REPO = bench_daemon.REPO
 OUTPUT = os.path.join(REPO, "BENCHMARKS.md")
@@ -121,6 +121,47 @@ def header(quick: bool, started: datetime, took: float) -> str:
     return "\n".join(lines)
 
 
+def _pick(section: Section | None, **match: object) -> Row | None:
+    if section is None or not section.rows:
+        return None
+    for row in section.rows:
+        if all(str(row.get(k)).startswith(str(v)) for k, v in match.items()):
+            return row
+    return section.rows[-1]
+
+
+def _daemons(row: Row) -> str:
+    names = ("ours", "Perl ldirectord", "keepalived", "limit")
+    return ", ".join(f"{name} {row.get(name + ' s', '–')}" for name in names)
+
+
+def summary(done: dict[str, Section]) -> str:
+    """The headline figures, pulled from the tables of this run."""
+    lines = []
+    row = _pick(done.get("detection"), N=1000, hung=100)
+    if row:
+        lines.append(
+            f"- Dead real detected (N={row['N']}, {row['hung']} hung), s: {_daemons(row)}."
+        )
+    row = _pick(done.get("startup"), N=1000, hung=500)
+    if row:
+        lines.append(
+            f"- Start-up to a full table (N={row['N']}, {row['hung']} hung), s: {_daemons(row)}."
+        )
+    reload = done.get("reload")
+    if reload and reload.rows:
+        parts = [
+            f"{r.get('daemon')} {fmt_num(r.get('wall s'))} s ({r.get('changes logged')} change(s))"
+            for r in reload.rows
+        ]
+        lines.append(
+            f"- Reload, {reload.rows[0].get('N'):,} reals, one changed: " + ", ".join(parts) + "."
+        )
+    if not lines:
+        return ""
+    return "## Headline figures of this run\n\n" + "\n".join(lines) + "\n"
+
+
 def _marked(key: str, body: str) -> str:
     return f"<!-- bench:{key} -->\n{body.rstrip()}\n<!-- /bench:{key} -->\n"
 
@@ -182,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{key}: {done[key].seconds:.0f} s{error}")
     sections = {k: done[k] for k in ORDER if k in done and k in wanted}
     head = header(args.quick, started, time.monotonic() - began)
+    head += "\n" + summary(sections)
     sys.stdout.write(head + "\n" + "\n".join(s.render() for s in sections.values()))
     if not args.no_write:
         write(sections, head, only=bool(args.only))

@@ -350,7 +350,7 @@ first check fails).
 """
 
 RELOAD_METHOD = """
-Inside the guest (pinned as above), {n} reals in one virtual service, not probed (ldirectord
+Inside a User-Mode Linux guest pinned to host CPU {cpu}, {n} reals in one virtual service, not probed (ldirectord
 `checktype=on`, keepalived real servers without a checker), so the table holds every real from
 the start. Each reload rewrites the config with one more real at weight 2 (exactly one real
 differs from the running config) and sends SIGHUP; *wall* is the time until that real shows
@@ -431,7 +431,7 @@ def reload_section(quick: bool, log: Callable[[str], None]) -> Section:
     section = Section(
         "reload",
         f"Reload: {n:,} reals, one changed, SIGHUP",
-        RELOAD_METHOD.format(n=f"{n:,}", reloads=reloads),
+        RELOAD_METHOD.format(n=f"{n:,}", reloads=reloads, cpu=os.environ.get("UML_CPU", GUEST_CPU)),
         rows,
         seconds=time.monotonic() - began,
     )
