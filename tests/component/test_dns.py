@@ -21,6 +21,7 @@ from tests.helpers.servers import (
     DNS_NAME,
     Running,
     beside,
+    ipv6_loopback,
     module_server,
     start_dnsmasq,
     target,
@@ -118,3 +119,15 @@ async def test_hostile(dnsmasq: Running, behaviour: str) -> None:
     assert (bad.up, bad.reason) == (False, reason), bad
     assert bad.duration < DEADLINE + MARGIN
     assert good.up and not_delayed, good
+
+
+@pytest.mark.parametrize("protocol", ["udp", "tcp"])
+async def test_ipv6_real_server_up(dnsmasq: Running, protocol: str) -> None:
+    if not ipv6_loopback():
+        pytest.skip("no ::1 on this host")
+    t = target(
+        "dns", dnsmasq.port("dns"), host="::1", protocol=protocol, request=f"/{DNS_NAME}",
+        receive=DNS_ADDRESS, timeout=DEADLINE,
+    )  # fmt: skip
+    outcome = await run(t)
+    assert outcome.up, outcome

@@ -8,6 +8,8 @@ the greetings a real server will not send on demand.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ldirectord.checks import run
@@ -18,6 +20,7 @@ from tests.helpers.servers import (
     PASSWORD,
     Running,
     beside,
+    ipv6_loopback,
     module_server,
     scripted,
     start_vsftpd,
@@ -130,3 +133,31 @@ async def test_hostile(vsftpd: Running, behaviour: str) -> None:
     assert (bad.up, bad.reason) == (False, reason), bad
     assert bad.duration < DEADLINE + MARGIN
     assert good.up and not_delayed, good
+
+
+async def test_ipv6_uses_epsv_and_the_real_servers_address() -> None:
+    """A protocol-accurate FTP dialogue on ::1 (vsftpd listens on one family per instance)."""
+    if not ipv6_loopback():
+        pytest.skip("no ::1 on this host")
+
+    async def serve_file(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"ldirectord ftp check: alive\n")
+        await writer.drain()
+        writer.close()
+
+    with hostile.TcpPeer(serve_file, host="::1", name="ftp-data") as data:
+        replies = [
+            b"331 pass\r\n",
+            b"230 ok\r\n",
+            b"250 ok\r\n",
+            b"200 ok\r\n",
+            f"229 Entering Extended Passive Mode (|||{data.port}|)\r\n".encode(),
+            b"150 here it comes\r\n226 done\r\n",
+        ]
+        with scripted(b"220 v6 ftp\r\n", replies, host="::1") as peer:
+            outcome = await run(
+                target(
+                    "ftp", peer.port, host="::1", request="/f", receive="alive", timeout=DEADLINE
+                )
+            )
+    assert outcome.up, outcome

@@ -23,6 +23,7 @@ from tests.helpers.servers import (
     PASSWORD,
     Running,
     beside,
+    ipv6_loopback,
     module_server,
     start_slapd,
     target,
@@ -133,3 +134,14 @@ async def test_hostile(slapd: Running, behaviour: str) -> None:
         if reason is Reason.TIMEOUT:
             assert _blocking.abandoned_total() > before
         assert await _no_abandoned_threads_left()
+
+
+@pytest.mark.parametrize("service", ["ldap", "ldaps"])
+async def test_ipv6_real_server_up(slapd: Running, service: str) -> None:
+    if not ipv6_loopback():
+        pytest.skip("no ::1 on this host")
+    t = target(
+        service, slapd.port(service), host="::1", request=f"/{LDAP_SUFFIX}", timeout=DEADLINE
+    )
+    outcome = await run(t)
+    assert outcome.up, outcome

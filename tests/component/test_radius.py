@@ -27,6 +27,7 @@ from tests.helpers.servers import (
     Running,
     beside,
     free_port,
+    ipv6_loopback,
     module_server,
     start_freeradius,
     target,
@@ -146,3 +147,14 @@ async def test_hostile(freeradius: Running, behaviour: str) -> None:
     assert (bad.up, bad.reason) == (False, reason), bad
     assert bad.duration < DEADLINE + MARGIN
     assert good.up and not_delayed, good
+
+
+async def test_ipv6_real_server_up(freeradius: Running) -> None:
+    if not ipv6_loopback():
+        pytest.skip("no ::1 on this host")
+    t = target(
+        "radius", freeradius.port("radius"), host="::1", protocol="udp", login=USER,
+        passwd=PASSWORD, secret=RADIUS_SECRET, timeout=DEADLINE,
+    )  # fmt: skip
+    outcome = await run(t)
+    assert outcome.up, outcome

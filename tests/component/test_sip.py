@@ -23,6 +23,7 @@ from tests.helpers.servers import (
     Running,
     beside,
     free_port,
+    ipv6_loopback,
     module_server,
     start_kamailio,
     target,
@@ -148,3 +149,19 @@ async def test_hostile(kamailio: Running, behaviour: str) -> None:
     assert (bad.up, bad.reason) == (False, reason), bad
     assert bad.duration < DEADLINE + MARGIN
     assert good.up and not_delayed, good
+
+
+@pytest.mark.parametrize("protocol", ["udp", "tcp"])
+async def test_ipv6_real_server_up(kamailio: Running, protocol: str) -> None:
+    if not ipv6_loopback():
+        pytest.skip("no ::1 on this host")
+    t = target(
+        "sip",
+        kamailio.port("sip"),
+        host="::1",
+        protocol=protocol,
+        login=f"{USER}@[::1]",
+        timeout=DEADLINE,
+    )
+    outcome = await run(t)
+    assert outcome.up, outcome

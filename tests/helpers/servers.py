@@ -104,6 +104,35 @@ def free_port(*, udp: bool = False) -> int:
     raise RuntimeError("no free port pair found in 100 tries")
 
 
+def ipv6_loopback() -> bool:
+    """Whether ::1 exists here (servers then listen on it too, for the IPv6 cases)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _port_free_v6(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET6, kind) as s:
+            try:
+                s.bind(("::1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port_both(*, udp: bool = False) -> int:
+    """Like free_port, and also free on ::1 (when ::1 exists)."""
+    for _ in range(100):
+        port = free_port(udp=udp)
+        if not ipv6_loopback() or _port_free_v6(port):
+            return port
+    raise RuntimeError("no port free on both 127.0.0.1 and ::1 in 100 tries")
+
+
 def free_block(size: int) -> int:
     """The first port of ``size`` consecutive free TCP ports (FTP passive range)."""
     for _ in range(100):
@@ -602,7 +631,7 @@ def start_slapd(base: Path) -> Iterator[Running]:
     slapd, slapadd = need("/usr/sbin/slapd"), need("/usr/sbin/slapadd")
     root = make_root(base, "slapd")
     cert, key = mkcert(root)
-    ports = {"ldap": free_port(), "ldaps": free_port()}
+    ports = {"ldap": free_port_both(), "ldaps": free_port_both()}
     (root / "db").mkdir()
     conf = root / "slapd.conf"
     conf.write_text(
@@ -646,6 +675,8 @@ userPassword: {PASSWORD}
     )
     run([slapadd, "-q", "-f", str(conf), "-l", str(root / "base.ldif")])
     urls = f"ldap://{LOOPBACK}:{ports['ldap']}/ ldaps://{LOOPBACK}:{ports['ldaps']}/"
+    if ipv6_loopback():
+        urls += f" ldap://[::1]:{ports['ldap']}/ ldaps://[::1]:{ports['ldaps']}/"
     log = root / "slapd.log"
     proc = spawn([slapd, "-d", "0", "-f", str(conf), "-h", urls], log=log)
     with _running("slapd", proc):
@@ -674,7 +705,7 @@ def _dns_answers(port: int) -> bool:
 def start_dnsmasq(base: Path) -> Iterator[Running]:
     dnsmasq = need("/usr/sbin/dnsmasq")
     root = make_root(base, "dnsmasq")
-    port = free_port(udp=True)
+    port = free_port_both(udp=True)
     (root / "hosts").write_text("192.0.2.20 other.ldtest.example\n")
     argv = [
         dnsmasq,
@@ -682,7 +713,7 @@ def start_dnsmasq(base: Path) -> Iterator[Running]:
         "--conf-file=/dev/null",
         "--no-resolv",
         "--no-hosts",
-        f"--listen-address={LOOPBACK}",
+        f"--listen-address={LOOPBACK},::1" if ipv6_loopback() else f"--listen-address={LOOPBACK}",
         "--bind-interfaces",
         f"--port={port}",
         f"--pid-file={root}/dnsmasq.pid",
@@ -708,7 +739,12 @@ def start_freeradius(base: Path) -> Iterator[Running]:
     need_root()
     radiusd = need("/usr/sbin/freeradius")
     root = make_root(base, "freeradius")
-    port = free_port(udp=True)
+    port = free_port_both(udp=True)
+    listen6 = (
+        f"  listen {{\n    type = auth\n    ipv6addr = ::1\n    port = {port}\n  }}\n"
+        if ipv6_loopback()
+        else ""
+    )
     (root / "dictionary").write_text("# local dictionary (empty)\n")
     (root / "users").write_text(
         f'{USER} Cleartext-Password := "{PASSWORD}"\n\tReply-Message := "hello {USER}"\n'
@@ -757,6 +793,11 @@ client localhost {{
   secret = {RADIUS_SECRET}
   require_message_authenticator = no
 }}
+client localhost6 {{
+  ipv6addr = ::1
+  secret = {RADIUS_SECRET}
+  require_message_authenticator = no
+}}
 modules {{
   files {{
     filename = {root}/users
@@ -770,7 +811,7 @@ server default {{
     ipaddr = {LOOPBACK}
     port = {port}
   }}
-  authorize {{
+{listen6}  authorize {{
     files
     pap
   }}
@@ -827,7 +868,8 @@ def start_kamailio(base: Path) -> Iterator[Running]:
     if not mpaths:
         pytest.fail("kamailio modules missing: run scripts/install-deps", pytrace=False)
     root = make_root(base, "kamailio")
-    port = free_port(udp=True)
+    port = free_port_both(udp=True)
+    listen6 = f"listen=udp:[::1]:{port}\nlisten=tcp:[::1]:{port}\n" if ipv6_loopback() else ""
     cfg = root / "kamailio.cfg"
     cfg.write_text(
         f"""#!KAMAILIO
@@ -837,7 +879,7 @@ tcp_children=1
 auto_aliases=no
 listen=udp:{LOOPBACK}:{port}
 listen=tcp:{LOOPBACK}:{port}
-mpath="{mpaths[0]}/"
+{listen6}mpath="{mpaths[0]}/"
 loadmodule "sl.so"
 loadmodule "pv.so"
 loadmodule "xlog.so"
