@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import resource
 import time
@@ -20,7 +19,7 @@ import pytest
 
 from ldirectord.checks import run as run_check
 from ldirectord.checks.base import CheckTarget, Outcome, target_for
-from ldirectord.config.model import CheckType, Service
+from ldirectord.config.model import CheckType, Method, Service
 from ldirectord.engine.director import Director
 from ldirectord.engine.events import LoggingEventSink
 from ldirectord.engine.scheduler import (
@@ -80,10 +79,7 @@ HTTP = {"service": Service.HTTP}
 
 def http_virtual(ports: list[int], interval: float, timeout: float):  # type: ignore[no-untyped-def]
     check = dict(HTTP, checkinterval=interval, checktimeout=timeout, negotiatetimeout=timeout)
-    reals = [real("127.0.0.1", p, weight=1) for p in ports]
-    from ldirectord.config.model import Method
-
-    reals = [dataclasses.replace(r, method=Method.MASQ) for r in reals]
+    reals = [real("127.0.0.1", p, Method.MASQ) for p in ports]
     return virtual("192.168.6.240", 80, *reals, checktype=CheckType.NEGOTIATE, check=check)
 
 
