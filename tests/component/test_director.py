@@ -144,7 +144,7 @@ async def test_healthy_reals_are_in_without_waiting_for_hung_ones() -> None:
     script["10.0.0.1"] = "up"
     backend = DryRunBackend()
     d = await started(config(v), backend, script)
-    await until(lambda: k("10.0.0.1") in dests(backend), timeout=1.0)
+    await until(lambda: k("10.0.0.1") in dests(backend), timeout=2.0)
     assert not await d.wait_first_checks(0.2)
     await d.stop()
 
@@ -155,10 +155,10 @@ async def test_dead_real_removed_and_back() -> None:
     d = await started(config(v), backend, script, sink)
     assert await d.wait_first_checks(5)
     script["10.0.0.2"] = "down"
-    await until(lambda: k("10.0.0.2") not in dests(backend), 0.1 + 0.5 + 1.0)
+    await until(lambda: k("10.0.0.2") not in dests(backend), 0.1 + 0.5 + 2.0)
     assert "Deleted real server: 10.0.0.2:80 (192.168.6.240:80)" in sink.lines
     script["10.0.0.2"] = "up"
-    await until(lambda: k("10.0.0.2") in dests(backend), 0.1 + 1.0)
+    await until(lambda: k("10.0.0.2") in dests(backend), 0.1 + 2.0)
     await d.stop()
 
 
@@ -303,11 +303,11 @@ async def test_maintenance_file_forces_down(tmp_path: Path) -> None:
     d = await started(config(v, maintenancedir=str(tmp_path)), backend, Script(), sink)
     assert await d.wait_first_checks(5)
     (tmp_path / "10.0.0.2:80").touch()
-    await until(lambda: k("10.0.0.2") not in dests(backend), 2)
+    await until(lambda: k("10.0.0.2") not in dests(backend), 3)
     out = d.snapshot().virtuals[0].reals[1].last_outcome
     assert out is not None and out.reason is Reason.MAINTENANCE
     (tmp_path / "10.0.0.2:80").unlink()
-    await until(lambda: k("10.0.0.2") in dests(backend), 2)
+    await until(lambda: k("10.0.0.2") in dests(backend), 3)
     await d.stop()
 
 
@@ -369,7 +369,7 @@ async def test_fallback_command_line_fwmark() -> None:
 
 async def test_wait_first_checks_with_nothing_to_check() -> None:
     d = await started(config(virtual()), DryRunBackend(), Script())
-    assert await d.wait_first_checks(1)
+    assert await d.wait_first_checks(2)
     assert d.status is DaemonStatus.RUNNING
     await d.stop()
 
@@ -404,5 +404,5 @@ async def test_reload_picks_up_a_new_maintenancedir(tmp_path: Path) -> None:
     assert await d.wait_first_checks(5)
     (tmp_path / "10.0.0.1").touch()
     await d.reload(config(v, maintenancedir=str(tmp_path)))
-    await until(lambda: k("10.0.0.1") not in dests(backend), 2)
+    await until(lambda: k("10.0.0.1") not in dests(backend), 3)
     await d.stop()
