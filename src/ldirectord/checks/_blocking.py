@@ -131,4 +131,6 @@ def shutdown_quietly(sock: object) -> None:
     """
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+            # the plain socket method even for an SSLSocket: shut the file descriptor down
+            # without touching the TLS object the worker thread is using
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 
 import dns.asyncquery
+import dns.entropy
 import dns.exception
 import dns.message
 import dns.name
@@ -74,7 +75,7 @@ async def _ask(query: dns.message.Message, target: CheckTarget) -> dns.message.M
             )
             return reply
         except dns.exception.Timeout:
-            query.id = dns.message.make_query(query.question[0].name, query.question[0].rdtype).id
+            query.id = dns.entropy.random_16()  # a fresh id: a late answer to the old one is junk
 
 
 async def check_dns(target: CheckTarget) -> Outcome:
