@@ -278,3 +278,28 @@ def test_restart_and_try_restart(tmp_path: Path, rundir: Path) -> None:
         assert ldirectord(*opts, str(cfg), "status").returncode == 0
         assert ldirectord(*opts, str(cfg), "stop").returncode == 0
         assert ldirectord(*opts, str(cfg), "status").returncode == 3
+
+
+def test_execute_instances_follow_the_parent(tmp_path: Path, rundir: Path) -> None:
+    parent, child = tmp_path / "parent.cf", tmp_path / "child.cf"
+    opts = ["--dry-run", "--rundir", str(rundir)]
+    child_pid = rundir / "ldirectord.child.cf.pid"
+    with http_reals(tmp_path, 2) as reals:
+        demo_config(child, [reals[1].port])
+        demo_config(parent, [reals[0].port], extra=f"execute={child}\n")
+        assert ldirectord(*opts, str(parent), "start").returncode == 0
+        wait_for("the child instance", child_pid.exists, 20)
+        st = ldirectord(*opts, str(parent), "status")
+        assert st.returncode == 0
+        assert f"ldirectord for {child} is running with pid: " in st.stderr  # child's status
+        # a reload without execute= stops the child
+        demo_config(parent, [reals[0].port])
+        assert ldirectord(*opts, str(parent), "reload").returncode == 0
+        wait_for("the child to stop", lambda: not child_pid.exists(), 40)
+        # and one with it starts it again; stopping the parent stops the child
+        demo_config(parent, [reals[0].port], extra=f"execute={child}\n")
+        assert ldirectord(*opts, str(parent), "reload").returncode == 0
+        wait_for("the child again", child_pid.exists, 20)
+        assert ldirectord(*opts, str(parent), "stop").returncode == 0
+        assert not child_pid.exists()
+        assert ldirectord(*opts, str(child), "status").returncode == 3

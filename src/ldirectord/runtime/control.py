@@ -28,6 +28,7 @@ from ldirectord.config.model import Config
 from ldirectord.errors import ConfigError
 from ldirectord.runtime import pidfile
 from ldirectord.runtime.daemon import Daemon, DaemonOptions, load_config, starting_line
+from ldirectord.runtime.instances import self_command
 from ldirectord.runtime.logsetup import Logger, choose_mode
 from ldirectord.runtime.pulse import check_writable
 from ldirectord.runtime.status_view import status_command
@@ -43,6 +44,14 @@ def display_config(ref: ConfigRef) -> str:
     return ref.as_given or DEFAULT_CONFIG
 
 
+def child_options(opts: CliOptions) -> tuple[str, ...]:
+    """The options further instances (execute=) inherit from this one."""
+    options: tuple[str, ...] = ("--rundir", os.path.abspath(opts.rundir))
+    if opts.backend != "auto":
+        options += ("--backend", opts.backend)
+    return options
+
+
 def state_file(opts: CliOptions) -> str:
     return f"{opts.rundir}/ldirectord.{opts.config.name}.state"
 
@@ -50,7 +59,10 @@ def state_file(opts: CliOptions) -> str:
 def control(opts: CliOptions) -> int:
     command = opts.command
     if command == "status":
-        return status_command(opts, display_config(opts.config), state_file(opts))
+        code = status_command(opts, display_config(opts.config), state_file(opts))
+        if code == 0 and not opts.json:
+            children_status(opts)
+        return code
     if command == "stop":
         return stop(opts)
     if command in ("reload", "force-reload"):
@@ -81,6 +93,22 @@ def read_config(opts: CliOptions) -> Config | int:
     except (OSError, UnicodeDecodeError) as exc:
         _err(f"can not open file {path}: {exc}")
         return 1
+
+
+def children_status(opts: CliOptions) -> None:
+    """ldirectord's ld_cmd_children("status"): the execute= instances the daemon runs."""
+    import json
+    import subprocess
+
+    try:
+        with open(state_file(opts), "rb") as handle:
+            children = json.loads(handle.read()).get("execute") or []
+    except (OSError, ValueError, AttributeError):
+        return
+    for child in children:
+        argv = [*self_command(), *child_options(opts), str(child), "status"]
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(argv, timeout=10, check=False, stdin=subprocess.DEVNULL)
 
 
 # --- stop / reload / restart ------------------------------------------------------------
@@ -180,6 +208,8 @@ def start(opts: CliOptions, config: Config | None = None) -> int:
         pulse_file=os.path.abspath(opts.pulse_file),
         state_file=os.path.abspath(state_file(opts)),
         debug=opts.debug,
+        program=self_command(),
+        child_options=child_options(opts),
     )
     logger.log(starting_line(foreground or systemd))
     if foreground:

@@ -31,6 +31,7 @@ from ldirectord.pulse_format import PulseDoc, PulseVirtual
 from ldirectord.pulse_format import encode as encode_pulse
 from ldirectord.runtime import backends, monitorfile, signals
 from ldirectord.runtime.alerts import EmailAlerts
+from ldirectord.runtime.instances import Instances
 from ldirectord.runtime.logsetup import Logger
 from ldirectord.runtime.pulse import ErrorGate, FileWriter, Pulse
 from ldirectord.runtime.sdnotify import Notifier, scrub_environment
@@ -51,6 +52,9 @@ class DaemonOptions:
     pulse_file: str
     state_file: str
     debug: bool = False
+    #: how to run further instances (execute=): this program and the options they inherit
+    program: tuple[str, ...] = ("ldirectord",)
+    child_options: tuple[str, ...] = ()
 
 
 def load_config(path: str) -> Config:
@@ -138,6 +142,7 @@ class Daemon:
             render_state=self.render_state,
         )
         self.alerts = EmailAlerts(config, self.logger.log, status=lambda: self.status)
+        self.instances = Instances(options.program, options.child_options, self.logger.log)
         self._monitor = monitorfile.MonitorFile(lambda m: self.logger.log(m, error=True))
         self._monitor_index: dict[CheckTarget, list[tuple[VirtualService, RealServer]]] = {}
         self._index_monitorfiles()
@@ -230,6 +235,7 @@ class Daemon:
             "checks_completed": self.checks_completed(snap),
             "reloads": self.counters.reloads,
             "failed_reloads": self.counters.failed_reloads,
+            "execute": list(self.config.globals.execute),
             "virtuals": state_virtuals(snap, self._wall_offset),
         }
         return encode_state(doc)
@@ -297,6 +303,8 @@ class Daemon:
         await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
         for task in (first, stop):
             task.cancel()
+        if not self._stop_requested.is_set():
+            await self.instances.command(self.config.globals.execute, "start")
         self.status = DaemonStatus.RUNNING
         self.pulse.beat(force=True)
         self.notifier.ready(self.summary())
@@ -425,7 +433,8 @@ class Daemon:
             self.status = DaemonStatus.RUNNING
             self.notifier.ready(self.summary())
             return False
-        self.config = new
+        old, self.config = self.config, new
+        await self.instances.reload(old.globals.execute, new.globals.execute)
         self.counters.reloads += 1
         self.alerts.set_config(new)
         self.logger.reconfigure(logfile=new.globals.logfile, supervised=new.globals.supervised)
@@ -441,6 +450,8 @@ class Daemon:
     async def _shutdown(self, *, purge: bool) -> None:
         self.status = DaemonStatus.STOPPING
         self.notifier.stopping(f"stopping ({self.stop_reason})")
+        if purge:
+            await self.instances.command(self.config.globals.execute, "stop")
         if self._director is not None:
             try:
                 async with asyncio.timeout(STOP_TIMEOUT):
