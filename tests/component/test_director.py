@@ -93,7 +93,10 @@ async def test_start_on_empty_kernel_fallback_then_reals() -> None:
         "Added real server: 10.0.0.1:80 (192.168.6.240:80) (Weight set to 1)",
         "Deleted fallback server: 127.0.0.1:80 (192.168.6.240:80)",
     ]
-    assert ("192.168.6.240:80", "10.0.0.1:80", True) in [c[:3] for c in sink.changes]
+    changes = [c[:3] for c in sink.changes]
+    assert ("192.168.6.240:80", "10.0.0.1:80", True) in changes
+    assert ("192.168.6.240:80", "127.0.0.1:80", False) in changes  # the fallback leaving
+    assert not any(c[1] == "10.0.0.2:80" for c in changes)  # never in the table: no alert
     snap = d.snapshot()
     assert snap.virtuals[0].reals_up == 1 and snap.virtuals[0].reals_total == 2
     assert not snap.virtuals[0].fallback_active

@@ -29,7 +29,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from ldirectord.checks.base import CheckTarget, Outcome, target_for
-from ldirectord.config.model import CheckType, Config, DaemonStatus, RealServer, VirtualService
+from ldirectord.config.model import (
+    CheckType,
+    Config,
+    DaemonStatus,
+    Method,
+    RealServer,
+    VirtualService,
+)
 from ldirectord.engine.desired import (
     DesiredService,
     MemberKey,
@@ -39,10 +46,10 @@ from ldirectord.engine.desired import (
 )
 from ldirectord.engine.events import EventSink
 from ldirectord.engine.maintenance import MaintenanceDir
-from ldirectord.engine.reconcile import Change, Planned, Tag, diff_service, drain_service
+from ldirectord.engine.reconcile import Planned, Tag, diff_service, drain_service
 from ldirectord.engine.scheduler import ProbeKey, Scheduler, ensure_fd_limit
 from ldirectord.errors import BackendError
-from ldirectord.forwarding.base import Backend, KernelTable, ServiceKey
+from ldirectord.forwarding.base import AddDest, Backend, Dest, EditDest, KernelTable, ServiceKey
 from ldirectord.forwarding.dryrun import DryRunBackend
 from ldirectord.health.machine import (
     Event,
@@ -109,7 +116,6 @@ class _Member:
     last_outcome: Outcome | None = None
     last_change: float | None = None
     fresh_down: bool = False  # first verdict was down: quiesce-add it once (ldirectord start-up)
-    pending_change: bool = False  # went up/down; real_changed not yet sent
 
 
 def policy_for(virtual: VirtualService) -> Policy:
@@ -420,7 +426,6 @@ class Director:
                     )
                 elif isinstance(effect, WentUp | WentDown):
                     m.last_change = self._clock()
-                    m.pending_change = True
                     m.fresh_down = isinstance(effect, WentDown) and before is State.UNKNOWN
                     self._dirty.add(key[0])
                     changed = True
@@ -503,8 +508,13 @@ class Director:
                     async with asyncio.timeout(BACKEND_DEADLINE):
                         await self._backend.apply(planned.op)
                     assert self._mirror is not None
+                    before = (
+                        self._mirror.dest(planned.service, planned.dest)
+                        if planned.dest is not None
+                        else None
+                    )
                     self._mirror.apply_sync(planned.op)
-                    self._applied(planned)
+                    self._applied(planned, before)
             except (BackendError, TimeoutError, OSError) as exc:
                 self.backend_errors += 1
                 self._log(
@@ -515,31 +525,32 @@ class Director:
             return True
         return False
 
-    def _applied(self, planned: Planned) -> None:
+    def _applied(self, planned: Planned, before: Dest | None) -> None:
+        """Log an applied op; tell the sink about every real-level change (ldirectord sends
+        an alert for each: reals, fallback servers, purged strangers)."""
         self._log(planned.message)
-        if planned.change is Change.OTHER or planned.dest is None:
+        if planned.dest is None:
             return
         m = self._members.get((planned.service, planned.dest))
-        if m is None:
+        op = planned.op
+        up = isinstance(op, AddDest | EditDest) and op.dest.weight > 0
+        if m is not None:
+            self._safe(
+                self._events.real_changed, m.virtual, m.real, up, planned.message, m.last_outcome
+            )
             return
-        m.pending_change = False
-        up = planned.change is Change.SERVE
-        self._safe(
-            self._events.real_changed, m.virtual, m.real, up, planned.message, m.last_outcome
-        )
+        virtual = self._virtuals.get(planned.service)
+        if virtual is None:
+            return  # a service dropped from the config: its purge is only logged
+        dest = op.dest if isinstance(op, AddDest | EditDest) else before
+        method = dest.method if dest is not None else Method.GATE
+        weight = dest.weight if dest is not None else 0
+        real = RealServer(planned.dest.address, planned.dest.port, method, weight)
+        self._safe(self._events.real_changed, virtual, real, up, planned.message, None)
 
     def _after_reconcile(self, keys: set[ServiceKey]) -> None:
         for key in (k for skey in keys for k in self._by_service.get(skey, ())):
-            m = self._members[key]
-            m.fresh_down = False
-            if m.pending_change:  # a change with no kernel op (e.g. already absent)
-                m.pending_change = False
-                up = m.health.up
-                what = "up" if up else "down"
-                message = f"Real server {m.real.address}:{m.real.port} ({m.virtual.vid}) is {what}"
-                self._safe(
-                    self._events.real_changed, m.virtual, m.real, up, message, m.last_outcome
-                )
+            self._members[key].fresh_down = False
         for skey in keys:
             virtual = self._virtuals.get(skey)
             if virtual is not None and skey in self._desired:

@@ -114,6 +114,10 @@ class DryRunBackend:
             return None
         return VirtualEntry(found[0], MappingProxyType(dict(found[1])))
 
+    def dest(self, service: ServiceKey, key: DestKey) -> Dest | None:
+        found = self._services.get(service)
+        return found[1].get(key) if found is not None else None
+
     async def dump(self) -> KernelTable:
         if self.delay:
             await asyncio.sleep(self.delay)
