@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ldirectord.config.model import Config, Family, Method
 from ldirectord.engine.desired import (
     MemberKey,
@@ -223,3 +226,59 @@ def test_new_service_with_fallback_only() -> None:
     plan, _ = _run(config(v), {}, KernelTable())
     assert [type(p.op) for p in plan] == [AddService, AddDest]
     assert service_key(v) == V
+
+
+# --- properties: any health, any starting table -------------------------------------------
+
+
+_ADDRS = [f"10.0.0.{i}" for i in range(1, 6)] + ["127.0.0.1"]
+_STATES = [Health(State.UNKNOWN), UP, DOWN, Health(State.FAILING, fails=1)]
+
+
+@st.composite
+def scenarios(draw):  # type: ignore[no-untyped-def]
+    n = draw(st.integers(1, 4))
+    reals = [real(a, weight=draw(st.integers(0, 3))) for a in _ADDRS[:n]]
+    v = virtual(
+        "192.168.6.240",
+        80,
+        *reals,
+        quiescent=draw(st.booleans()),
+        fallback=fallback() if draw(st.booleans()) else None,
+        scheduler=draw(st.sampled_from(["wrr", "rr"])),
+    )
+    c = config(v, readdquiescent=draw(st.booleans()))
+    health = {member_key(v, r): draw(st.sampled_from(_STATES)) for r in reals}
+    present = draw(st.lists(st.sampled_from(_ADDRS), unique=True, max_size=6))
+    dests = [
+        dest(a, weight=draw(st.integers(0, 3)), method=draw(st.sampled_from(list(Method))))
+        for a in present
+    ]
+    actual = table((V, dests)) if draw(st.booleans()) else KernelTable()
+    return c, health, actual
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_any_plan_applies_cleanly_reaches_the_desired_table_and_is_idempotent(case) -> None:  # type: ignore[no-untyped-def]
+    c, health, actual = case
+    plan, after = _run(c, health, actual)  # the dry-run kernel refuses impossible ops
+    want = desired_table(c, health).services[V]
+    have = after.services[V]
+    before = actual.services[V].dests if V in actual.services else {}
+    for key, d in want.dests.items():
+        got = have.dests.get(key)
+        if d.mode is Mode.SERVE:
+            assert got == d.dest
+        elif d.mode is Mode.QUIESCE:
+            if got is None:
+                assert not d.add_if_missing and key not in before
+            else:
+                assert got.weight == 0 and got.method is d.dest.method
+        else:  # KEEP
+            assert got == before.get(key)
+    assert set(have.dests) <= set(want.dests)
+    assert diff(desired_table(c, health), after) == []  # nothing left to do
+    # never delete-and-re-add: a dest is touched by at most one op
+    touched = [p.dest for p in plan if p.dest is not None]
+    assert len(touched) == len(set(touched))
