@@ -57,8 +57,12 @@ def parse_text(
     system = env is None
     environment: Environment = env or SystemEnvironment(resolve_deadline, check_files)
     config, problems = validate(raw, environment, filename)
-    if system and isinstance(environment, SystemEnvironment) and environment.resolve_pending():
-        config, problems = validate(raw, environment, filename)  # now with the names resolved
+    for _ in range(3):  # names are looked up together, then validation runs again with them
+        if not (system and isinstance(environment, SystemEnvironment)):
+            break
+        if not environment.resolve_pending():
+            break
+        config, problems = validate(raw, environment, filename)
     if config is None:
         raise ConfigError(problems.errors)
     return config
