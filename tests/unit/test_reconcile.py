@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from ldirectord.config.model import Config, Family, Method
 from ldirectord.engine.desired import (
     MemberKey,
+    Mode,
     desired_table,
     member_key,
     service_key,
