@@ -207,3 +207,41 @@ async def test_healthy_check_beside_hostile_ones_is_not_delayed(nginx: Nginx) ->
     assert outcome.up
     assert elapsed < DEADLINE / 2
     assert all(not r.up for r in results)
+
+
+# --- unusual but valid replies from a scripted server ---------------------------------------
+
+
+def scripted(reply: bytes) -> hostile.TcpPeer:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    return hostile.TcpPeer(handler, name="scripted")
+
+
+@pytest.mark.parametrize(
+    ("reply", "receive", "up"),
+    [
+        pytest.param(b"HTTP/1.0 200 OK\nContent-Type: text/plain\n\nhello bare LF\n",
+                     "bare LF", True, id="bare-lf"),
+        pytest.param(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                     "^ok$", True, id="100-continue"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", "hello world", True,
+                     id="multi-chunk"),
+        pytest.param(b"HTTP/1.1 200 OK\r\n\r\nno length, read to close", "to close$", True,
+                     id="read-to-close"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", "", False,
+                     id="short-body"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "", False,
+                     id="bad-chunk"),
+    ],
+)  # fmt: skip
+async def test_scripted_replies(reply: bytes, receive: str, up: bool) -> None:
+    with scripted(reply) as peer:
+        outcome, elapsed = await timed(http(peer.port, "/", receive))
+    assert outcome.up is up, outcome
+    assert elapsed < DEADLINE

@@ -21,6 +21,7 @@ its first BODY_LIMIT bytes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -174,15 +175,17 @@ def verdict(response: Response, receive: str) -> Outcome:
 # --- IO ------------------------------------------------------------------------------------
 
 
-async def _read_head(conn: _net.Conn) -> bytes:
-    """Status line and header lines, up to (not including) the blank line; bounded.
+async def _read_head(conn: _net.Conn) -> tuple[bytes, bytes]:
+    """(status line + headers without the blank line, body bytes already read); bounded.
 
     The first five bytes are checked at once, so a server that babbles something other than
-    HTTP is down (PROTOCOL) without waiting for the deadline.
+    HTTP is down (PROTOCOL) without waiting for the deadline. The second element is only
+    non-empty for a bare-LF server that closed after its reply (then it is the whole body).
     """
     set_phase("waiting for the status line")
+    reader = conn.reader
     try:
-        magic = await conn.reader.readexactly(5)
+        magic = await reader.readexactly(5)
     except asyncio.IncompleteReadError as exc:
         if exc.partial:
             raise CheckFailed(Reason.PROTOCOL, f"truncated response {exc.partial!r}") from None
@@ -190,15 +193,16 @@ async def _read_head(conn: _net.Conn) -> bytes:
     if magic != b"HTTP/":
         raise CheckFailed(Reason.PROTOCOL, f"not an HTTP response: {magic!r}...")
     set_phase("reading the response head")
-    lines = [magic]
-    size = 5
-    while size <= HEAD_LIMIT:
-        line = await conn.read_until(b"\n", HEAD_LIMIT)
-        size += len(line)
-        if line in (b"\r\n", b"\n") and len(lines) > 1:
-            return b"".join(lines)
-        lines.append(line)
-    raise CheckFailed(Reason.PROTOCOL, f"response head over {HEAD_LIMIT} bytes")
+    try:
+        rest = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        head, sep, body = (magic + exc.partial).partition(b"\n\n")
+        if sep:
+            return head, body[:BODY_LIMIT]
+        raise CheckFailed(Reason.PROTOCOL, f"truncated response head {head[:60]!r}") from None
+    except asyncio.LimitOverrunError:
+        raise CheckFailed(Reason.PROTOCOL, f"response head over {HEAD_LIMIT} bytes") from None
+    return magic + rest[:-4], b""
 
 
 async def _read_chunked(conn: _net.Conn, limit: int) -> bytes:
@@ -223,9 +227,13 @@ async def _read_chunked(conn: _net.Conn, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _read_body(conn: _net.Conn, method: str, status: int, headers: dict[str, str]) -> bytes:
+async def _read_body(
+    conn: _net.Conn, method: str, status: int, headers: dict[str, str], start: bytes
+) -> bytes:
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         return b""
+    if start:  # a bare-LF reply already read to its end
+        return start
     if is_chunked(headers):
         return await _read_chunked(conn, BODY_LIMIT)
     length = content_length(headers)
@@ -242,13 +250,25 @@ async def _exchange(
     try:
         await conn.send(request)
         for _ in range(10):  # skip interim 1xx responses (100 Continue, 103 Early Hints)
-            status, reason, headers = parse_head(await _read_head(conn))
+            head, start = await _read_head(conn)
+            status, reason, headers = parse_head(head)
             if not 100 <= status < 200:
                 break
-        body = await _read_body(conn, method, status, headers)
+        body = await _read_body(conn, method, status, headers, start)
         return Response(status, reason, headers, body)
     finally:
         conn.close()
+
+
+@functools.lru_cache(maxsize=4096)
+def _prepared(
+    method: str, url: str, host_header: str | None, proxied: bool
+) -> tuple[str, int, bool, bytes, str | None]:
+    """(host, port, tls, request bytes, SNI) for one hop; cached: the same URLs repeat."""
+    host, port, tls = url_endpoint(url)
+    header = host_header or url_host_header(url)
+    request = build_request(method, url, header, via_proxy=proxied and not tls)
+    return host, port, tls, request, sni_name(header)
 
 
 async def fetch(
@@ -257,15 +277,11 @@ async def fetch(
     """``method url`` as LWP::UserAgent would do it, following up to MAX_REDIRECTS redirects."""
     response: Response | None = None
     for _ in range(MAX_REDIRECTS + 1):
-        host, port, tls = url_endpoint(url)
-        via_proxy = proxy is not None and not tls  # LWP's proxy was set for "http" only
-        header = host_header or url_host_header(url)
-        request = build_request(method, url, header, via_proxy=via_proxy)
-        if via_proxy:
-            assert proxy is not None
+        host, port, tls, request, sni = _prepared(method, url, host_header, proxy is not None)
+        if proxy is not None and not tls:  # LWP's proxy was set for "http" only
             response = await _exchange(proxy[0], proxy[1], request, method, tls=False, sni=None)
         else:
-            response = await _exchange(host, port, request, method, tls=tls, sni=sni_name(header))
+            response = await _exchange(host, port, request, method, tls=tls, sni=sni)
         location = response.headers.get("location")
         if response.status not in REDIRECT_STATUSES or not location:
             return response
