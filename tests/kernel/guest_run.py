@@ -16,9 +16,15 @@ GUEST_ENV = {
 
 
 def guest_pytest(
-    paths: Sequence[str], *, timeout: float, prefix: Sequence[str] = (), extra: Sequence[str] = ()
+    paths: Sequence[str],
+    *,
+    timeout: float,
+    setup: str | None = None,
+    prefix: Sequence[str] = (),
+    extra: Sequence[str] = (),
 ) -> uml.GuestResult:
-    """Run ``python -m pytest paths`` in a guest (after ``prefix``, e.g. a netns wrapper)."""
+    """Run ``python -m pytest paths`` in one guest: first the ``setup`` shell commands (if
+    any), then pytest under ``prefix`` (e.g. ``ip netns exec director``)."""
     argv = [
         *prefix,
         uml.guest_python(),
@@ -32,6 +38,8 @@ def guest_pytest(
         *extra,
         *paths,
     ]
+    if setup is not None:
+        argv = ["sh", "-c", f'{setup} && exec "$@"', "sh", *argv]
     return uml.run_in_guest(argv, timeout=timeout + 30, env=GUEST_ENV, cwd=uml.REPO_ROOT)
 
 
