@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -87,21 +88,29 @@ def log_tail(path: Path, n: int = 40) -> str:
         return "(no log)"
 
 
+#: Servers get ports from here: below Linux's ephemeral range (32768-60999), where every
+#: outgoing connection of every test session on this machine takes its local port.
+PORT_RANGE = (20000, 32000)
+
+
 def free_port(*, udp: bool = False) -> int:
-    """A TCP port on 127.0.0.1 that is free now (and free for UDP too when ``udp``)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((LOOPBACK, 0))
-            port: int = s.getsockname()[1]
-        if not udp:
-            return port
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            try:
-                u.bind((LOOPBACK, port))
-            except OSError:
-                continue
+    """A TCP port on 127.0.0.1 that is free now (and free for UDP too when ``udp``).
+
+    Another process may still take it before the server binds it: ``module_server`` retries
+    a start that failed with "address in use".
+    """
+    for _ in range(200):
+        port = random.randrange(*PORT_RANGE)
+        if not _tcp_free(port):
+            continue
+        if udp:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind((LOOPBACK, port))
+                except OSError:
+                    continue
         return port
-    raise RuntimeError("no free port pair found in 100 tries")
+    raise RuntimeError("no free port found in 200 tries")
 
 
 def ipv6_loopback() -> bool:
@@ -463,7 +472,7 @@ service pop3-login {{
     )
     log = root / "dovecot.log"
     log.touch()
-    proc = spawn([dovecot, "-F", "-c", str(root / "dovecot.conf")], log=root / "stdout.log")
+    proc = spawn([dovecot, "-F", "-c", str(root / "dovecot.conf")], log=log)
 
     def ready() -> bool:
         return b" ready." in banner(ports["imap"]) and b" ready." in banner(ports["pop"])
@@ -1015,15 +1024,42 @@ def start_postgresql(base: Path) -> Iterator[Running]:
 # --------------------------------------------------------------------------- fixture glue
 
 
+#: A start that failed because its port was taken meanwhile is retried this many times.
+START_ATTEMPTS = 3
+_PORT_TAKEN = (
+    "in use",
+    "eaddrinuse",
+    "could not bind",
+    "cannot bind",
+    "can't bind",
+    "cant bind",
+    "failed binding",
+)
+
+
 def module_server(
     starter: Callable[[Path], contextlib.AbstractContextManager[Running]],
 ) -> Callable[..., Iterator[Running]]:
     """Build a module-scoped pytest fixture from a ``start_<server>`` context manager."""
+    name = starter.__name__.removeprefix("start_")
 
     @pytest.fixture(scope="module")
     def fixture() -> Iterator[Running]:
-        with server_base(starter.__name__.removeprefix("start_")) as base, starter(base) as server:
-            yield server
+        for attempt in range(1, START_ATTEMPTS + 1):
+            with contextlib.ExitStack() as stack:
+                base = stack.enter_context(server_base(name))
+                try:
+                    server = stack.enter_context(starter(base))
+                except pytest.fail.Exception as exc:
+                    text = str(exc).lower()
+                    # a port taken between choice and bind: the log says so, or (vsftpd) the
+                    # server just exits; a real config error fails START_ATTEMPTS times
+                    taken = "before ready" in text or any(t in text for t in _PORT_TAKEN)
+                    if taken and attempt < START_ATTEMPTS:
+                        continue
+                    raise
+                yield server
+                return
 
     return fixture
 
