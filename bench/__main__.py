@@ -131,7 +131,7 @@ def _pick(section: Section | None, **match: object) -> Row | None:
 
 
 def _daemons(row: Row) -> str:
-    names = ("ours", "Perl ldirectord", "keepalived", "limit")
+    names = ("ours", "Perl ldirectord", "keepalived", "asyncio limit")
     return ", ".join(f"{name} {row.get(name + ' s', '–')}" for name in names)
 
 

@@ -23,7 +23,12 @@ from bench.common import Row, Section, fmt_num, median
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DAEMONS = ("ours", "perl", "keepalived", "limit")
-LABEL = {"ours": "ours", "perl": "Perl ldirectord", "keepalived": "keepalived", "limit": "limit"}
+LABEL = {
+    "ours": "ours",
+    "perl": "Perl ldirectord",
+    "keepalived": "keepalived",
+    "limit": "asyncio limit",
+}
 INTERVAL, TIMEOUT = 1, 2
 DETECT_GRID = ((10, 0), (100, 0), (100, 10), (1000, 0), (1000, 10), (1000, 100))
 STARTUP_GRID = ((100, 0), (100, 50), (1000, 0), (1000, 500))
@@ -275,7 +280,7 @@ def detection_rows(results: Sequence[Mapping[str, Any]], quick: bool) -> list[Ro
                 row[f"{LABEL[daemon]} s"] += " ⁱ"
         row["ours ÷ Perl"] = _ratio(cells["ours"], cells["perl"])
         row["ours ÷ keepalived"] = _ratio(cells["ours"], cells["keepalived"])
-        row["ours ÷ limit"] = _ratio(cells["ours"], cells["limit"])
+        row["ours ÷ asyncio limit"] = _ratio(cells["ours"], cells["limit"])
         row["kills (ours/Perl/ka/limit)"] = "/".join(kills)
         row["daemon CPU, cores (ours/Perl/ka/limit)"] = " / ".join(cores)
         rows.append(row)
@@ -299,7 +304,7 @@ def startup_rows(results: Sequence[Mapping[str, Any]], quick: bool) -> list[Row]
             hung_seen.append(str(max((s.get("hung_seen", 0) for s in runs), default="–")))
         row["ours ÷ Perl"] = _ratio(cells["ours"], cells["perl"])
         row["ours ÷ keepalived"] = _ratio(cells["ours"], cells["keepalived"])
-        row["ours ÷ limit"] = _ratio(cells["ours"], cells["limit"])
+        row["ours ÷ asyncio limit"] = _ratio(cells["ours"], cells["limit"])
         row["hung reals seen in table (ours/Perl/ka/limit)"] = "/".join(hung_seen)
         rows.append(row)
     return rows
@@ -327,7 +332,7 @@ holds every healthy real and 2 s of steady state, a healthy real chosen at rando
 listener closed, open connections reset) at a random moment within one check interval; the
 figure is the time until it leaves the table, read from /proc/net/ip_vs every 0.1 s (so ±0.1 s),
 median of the kills (`kills` column; a kill still in the table at the cap counts as +∞ and
-ends the row: "> cap"). *limit* is bench/guest_limit.py: one raw-asyncio HTTP check per real
+ends the row: "> cap"). *asyncio limit* is bench/guest_limit.py: one raw-asyncio HTTP check per real
 every second streaming adds and deletes into one `ipvsadm -R` — what a plain event loop and the
 kernel do here; with a 1 s interval its expected detection is about 0.5 s. ʷ: the daemon's
 cold start hit the start-up cap (or, for Perl ldirectord from N = 100, would: three `ipvsadm`
