@@ -409,3 +409,40 @@ async def test_reload_picks_up_a_new_maintenancedir(tmp_path: Path) -> None:
     await d.reload(config(v, maintenancedir=str(tmp_path)))
     await until(lambda: k("10.0.0.1") not in dests(backend), 3)
     await d.stop()
+
+
+async def test_rise_extension_needs_successes_in_a_row() -> None:
+    v = virtual("192.168.6.240", 80, real("10.0.0.1"), check=dict(FAST, rise=3))
+    backend, script = DryRunBackend(), Script()
+    d = await started(config(v), backend, script)
+    assert await d.wait_first_checks(5)
+    assert k("10.0.0.1") in dests(backend)  # start-up: the first success is enough
+    script["10.0.0.1"] = "down"
+    await until(lambda: k("10.0.0.1") not in dests(backend), 3)
+    script["10.0.0.1"] = "up"
+    n0 = script.calls[("10.0.0.1", CheckType.CONNECT)]
+    await until(lambda: k("10.0.0.1") in dests(backend), 3)
+    assert script.calls[("10.0.0.1", CheckType.CONNECT)] - n0 >= 3
+    await d.stop()
+
+
+async def test_fastinterval_rechecks_sooner_after_a_failure() -> None:
+    check = {"checkinterval": 5.0, "checktimeout": 0.5, "failurecount": 3, "fastinterval": 0.05}
+    v = virtual("192.168.6.240", 80, real("10.0.0.1"), check=check)
+    backend, script = DryRunBackend(), Script()
+    d = await started(config(v), backend, script)
+    assert await d.wait_first_checks(5)
+    script["10.0.0.1"] = "down"
+    # the next regular check comes within 5 s; the two after it within 2 x 0.05 s + margin
+    await until(lambda: k("10.0.0.1") not in dests(backend), 5.0 + 2.0)
+    await d.stop()
+
+
+async def test_fd_limit_warning_is_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(director_mod, "ensure_fd_limit", lambda n: f"{n} targets need more")
+    sink = LoggingEventSink()
+    v = virtual("192.168.6.240", 80, real("10.0.0.1"), check=FAST)
+    d = Director(config(v), DryRunBackend(), sink, check=Script())
+    await d.start()
+    assert "Warning: 1 targets need more" in sink.lines
+    await d.stop()
