@@ -33,6 +33,7 @@ from ldirectord.engine.scheduler import (
 )
 from ldirectord.forwarding.base import DestKey
 from ldirectord.forwarding.dryrun import DryRunBackend
+from tests.helpers import hostile
 from tests.unit.engine_support import config, real, skey, virtual
 
 HUNG = 200
@@ -207,6 +208,41 @@ async def test_a_raising_deliver_is_counted_and_the_task_survives() -> None:
     await asyncio.sleep(0.15)
     await s.close()
     assert calls >= 3 and s.stats.errors == calls and errors
+
+
+@pytest.mark.asyncio
+@pytest.mark.slow
+async def test_connect_checks_beside_connects_that_never_complete() -> None:
+    """hostile.no_accept: the SYN is dropped, so connect() itself hangs until the deadline."""
+    interval, timeout = 0.3, 1.0
+    async with listeners(_healthy, 1) as good:
+        healthy = port_of(good[0])
+        done: list[float] = []
+
+        class Sink(LoggingEventSink):
+            def check_done(self, target: CheckTarget, outcome: Outcome) -> None:
+                if target.port == healthy and outcome.up:
+                    done.append(time.monotonic())
+
+        with contextlib.ExitStack() as stack:
+            peers = [stack.enter_context(hostile.no_accept()) for _ in range(HUNG)]
+            check = {"checkinterval": interval, "checktimeout": timeout}
+            reals = [real("127.0.0.1", p.port, Method.MASQ) for p in peers]
+            v = virtual(
+                "192.168.6.240", 80, real("127.0.0.1", healthy, Method.MASQ), *reals, check=check
+            )
+            backend = DryRunBackend()
+            d = Director(config(v), backend, Sink(), raise_fd_limit=False)
+            await d.start()  # the checks start at its end
+            async with asyncio.timeout(timeout):  # in before any hung connect times out
+                while not in_table(backend, healthy):
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(3 * timeout)
+            assert not any(in_table(backend, p.port) for p in peers)
+            await d.stop()
+    gaps = [b - a for a, b in itertools.pairwise(done)]
+    assert len(done) >= 5
+    assert max(gaps) <= interval + MARGIN, gaps
 
 
 # --- pure helpers ------------------------------------------------------------------------
