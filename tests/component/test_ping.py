@@ -3,6 +3,7 @@ created here (a veth pair with nobody behind it), so no packet leaves the machin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from ldirectord.checks import ping as ping_module
 from ldirectord.checks import run
 from ldirectord.checks.base import Reason
 from ldirectord.config.model import CheckType, Protocol, Service
@@ -40,6 +42,14 @@ async def test_loopback_answers(host: str) -> None:
 
 
 @pytest.mark.asyncio
+async def test_many_concurrent_pings_share_one_socket_and_release_it() -> None:
+    hosts = [f"127.0.{i // 250}.{i % 250 + 1}" for i in range(300)]
+    outcomes = await asyncio.gather(*(run(ping(h, checkcount=2)) for h in hosts))
+    assert all(o.up for o in outcomes), [o for o in outcomes if not o.up][:3]
+    assert ping_module._PINGERS == {}
+
+
+@pytest.mark.asyncio
 async def test_udp_connect_check_is_a_ping() -> None:
     target = check_target(
         Service.DNS, 53, kind=CheckType.CONNECT, protocol=Protocol.UDP, checktimeout=TIMEOUT
@@ -53,6 +63,7 @@ async def test_udp_connect_check_is_a_ping() -> None:
 
 PROBE = """
 import asyncio, json, sys, time
+from ldirectord.checks import ping as ping_module
 from ldirectord.checks import run
 from tests.helpers import check_target
 from ldirectord.config.model import CheckType, Service
