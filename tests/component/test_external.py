@@ -211,3 +211,17 @@ async def test_many_processes_leave_no_zombies() -> None:
             if fields[0] == "Z" and int(fields[1]) == me:
                 zombies.append(entry.name)
     assert zombies == []
+
+
+async def test_healthy_external_beside_stubborn_ones_is_not_delayed(tmp_path: Path) -> None:
+    stubborn = script(tmp_path, "stubborn.sh", "#!/bin/sh\ntrap '' TERM\nsleep 300 & wait\n")
+    healthy = script(tmp_path, "ok.sh", "#!/bin/sh\nexit 0\n")
+    pending = [asyncio.ensure_future(run(external(stubborn))) for _ in range(10)]
+    await asyncio.sleep(0.1)
+    start = time.monotonic()
+    outcome = await run(external(healthy))
+    elapsed = time.monotonic() - start
+    results = await asyncio.gather(*pending)
+    assert outcome.up
+    assert elapsed < DEADLINE / 2
+    assert all(r.reason is Reason.TIMEOUT for r in results)
