@@ -82,7 +82,7 @@ def test_start_status_pulse_reload_badreload_stop(tmp_path: Path, rundir: Path) 
 
         # --- the pulse beats (checkinterval 1 s) and says 2/2 up
         first = pulse.stat().st_mtime
-        wait_for("the pulse to beat", lambda: pulse.stat().st_mtime > first + 0.5, 10)
+        wait_for("the pulse to beat", lambda: pulse.stat().st_mtime > first + 0.5, 20)
         doc = pulse_format.decode(pulse.read_bytes())
         assert doc is not None and doc.pid == pid and doc.checks_completed >= 2
         assert [(v.name, v.reals_up, v.reals_total) for v in doc.virtuals] == [

@@ -23,7 +23,7 @@ def free_port() -> int:
         return port
 
 
-def wait_for(what: str, predicate: Callable[[], object], timeout: float = 20.0) -> None:
+def wait_for(what: str, predicate: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -79,7 +79,7 @@ def demo_config(
     weights = weights or [1] * len(ports)
     reals = "".join(f"\treal=127.0.0.1:{p} masq {w}\n" for p, w in zip(ports, weights, strict=True))
     path.write_text(
-        "checktimeout=2\nnegotiatetimeout=2\ncheckinterval=1\n"
+        "checktimeout=5\nnegotiatetimeout=5\ncheckinterval=1\n"
         f'logfile="{path.parent}/ldirectord.log"\n{extra}\n'
         "virtual=127.0.0.1:8080\n"
         f"{reals}"
