@@ -81,8 +81,11 @@ async def run_process(
         timed_out = not await run.wait_exit(popen, timeout)
         if timed_out:
             _killpg(popen.pid, signal.SIGTERM)
-            if not await run.wait_exit(popen, TERM_GRACE):
-                _killpg(popen.pid, signal.SIGKILL)
+            exited = await run.wait_exit(popen, TERM_GRACE)
+            # Always: the leader may obey SIGTERM while its children ignore it. Until we reap
+            # the leader (a zombie at worst), its pid and so the group id cannot be reused.
+            _killpg(popen.pid, signal.SIGKILL)
+            if not exited:
                 await run.wait_exit(popen, KILL_WAIT)
         elif kill_group_on_exit:
             _killpg(popen.pid, signal.SIGKILL)  # the child is a zombie: its pgid is still ours

@@ -225,3 +225,20 @@ async def test_healthy_external_beside_stubborn_ones_is_not_delayed(tmp_path: Pa
     assert outcome.up
     assert elapsed < DEADLINE / 2
     assert all(r.reason is Reason.TIMEOUT for r in results)
+
+
+async def test_children_ignoring_term_die_even_when_the_leader_obeys(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    cmd = script(
+        tmp_path,
+        "leader.sh",
+        f"#!/bin/sh\n( trap '' TERM; exec sleep 300 ) & echo $! > {pids}\nsleep 300\n",
+    )
+    outcome = await run(external(cmd))
+    assert outcome.reason is Reason.TIMEOUT
+    pid = int(pids.read_text())
+    for _ in range(50):
+        if not alive(pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not alive(pid)
