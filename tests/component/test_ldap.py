@@ -130,7 +130,7 @@ async def test_hostile(slapd: Running, behaviour: str) -> None:
         assert (bad.up, bad.reason) == (False, reason), bad
         assert bad.duration < DEADLINE + MARGIN
         assert good.up and not_delayed, good
-        # the overrunning worker is counted and released while the peer still holds on
+        # an overrunning worker is abandoned (counted) and released while the peer still holds on
         if reason is Reason.TIMEOUT:
             assert _blocking.abandoned_total() > before
         assert await _no_abandoned_threads_left()

@@ -195,7 +195,7 @@ async def test_mysql_stall_after_handshake(mariadb: Running) -> None:
     before = _blocking.abandoned_total()
     with mysql_stall() as peer:
         await _hostile_case("mysql", peer.port, mariadb, Reason.TIMEOUT)
-        assert _blocking.abandoned_total() == before + 1  # the stuck worker was abandoned...
+        assert _blocking.abandoned_total() > before  # the stuck worker was abandoned...
         assert await _no_abandoned_threads_left()  # ...and released by shutting its socket
 
 

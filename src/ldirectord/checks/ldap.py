@@ -42,7 +42,9 @@ async def check_ldap(target: CheckTarget) -> Outcome:
         receive_regex(target.receive)
     spec = target.spec
     use_ssl = target.service is Service.LDAPS
-    budget = max(math.ceil(target.deadline), 1)  # ldap3 packs these into SO_RCVTIMEO as ints
+    # ldap3's own timeouts are a backstop a second past the deadline (it packs them into
+    # SO_RCVTIMEO as ints): at the deadline the pool abandons the call and shuts its socket
+    budget = math.ceil(target.deadline) + 1
     server = ldap3.Server(
         target.host,
         port=target.port,
