@@ -70,7 +70,7 @@ async def test_alert_and_reminder_through_real_postfix(postfix: Running) -> None
     status = DaemonStatus.RUNNING
     alerts = EmailAlerts(config, logged.append, status=lambda: status, hostname="director1")
     msg = "Deleted real server: 10.0.0.2:80 (10.0.0.1:80)"
-    alerts.real_changed(virtual, real, False, msg, fallback=False)
+    alerts.real_changed(virtual, real, False, msg)
     assert "10.0.0.2:80 (10.0.0.1:80)" in alerts.reminders
     assert alerts.resend_due(time.time() + 2) == 1  # emailalertfreq=1: one reminder is due
     await alerts.drain(30)
@@ -96,7 +96,12 @@ async def test_alert_and_reminder_through_real_postfix(postfix: Running) -> None
     # the real comes back: the reminder is cleared
     alerts2 = EmailAlerts(config, logged.append, status=lambda: status)
     alerts2.reminders = dict(alerts.reminders)
-    alerts2.real_changed(virtual, real, True, "Added real server: 10.0.0.2:80", fallback=False)
+    alerts2.real_changed(virtual, real, True, "Added real server: 10.0.0.2:80")
+    await alerts2.drain(30)
+    assert not alerts2.reminders
+    # purges and fallback changes never remind
+    alerts2.real_changed(virtual, real, False, "Purged real server (stop): 10.0.0.2:80 (x)")
+    alerts2.real_changed(virtual, real, False, "Deleted fallback server: 10.0.0.9:80 (x)")
     await alerts2.drain(30)
     assert not alerts2.reminders
 

@@ -143,14 +143,17 @@ class EmailAlerts:
         }
 
     def real_changed(
-        self, virtual: VirtualService, real: RealServer, up: bool, message: str, *, fallback: bool
+        self, virtual: VirtualService, real: RealServer, up: bool, message: str
     ) -> None:
-        """ldirectord's ld_emailalert_send for one logged state change."""
+        """ldirectord's ld_emailalert_send for one logged state change: a real that went down
+        (quiescent or deleted) gets reminders; anything that brought it back, purged it, or
+        concerned the fallback server clears them."""
         rid = f"{real_service(virtual, real)} ({virtual.name})"
-        if up or fallback or virtual.emailalertfreq == 0:
-            self.reminders.pop(rid, None)
-        else:
+        remind = not up and not message.startswith("Purged") and "fallback server" not in message
+        if remind and virtual.emailalertfreq > 0:
             self.reminders[rid] = (virtual, time.time())
+        else:
+            self.reminders.pop(rid, None)
         self.send(message, virtual)
 
     def resend_due(self, now: float | None = None) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -27,7 +26,6 @@ from ldirectord.config import load as config_load
 from ldirectord.config.model import Config, DaemonStatus, RealServer, VirtualService
 from ldirectord.engine.director import Director, DirectorSnapshot, probe_for
 from ldirectord.errors import ConfigError
-from ldirectord.pulse_format import PulseDoc, PulseVirtual
 from ldirectord.pulse_format import encode as encode_pulse
 from ldirectord.runtime import backends, monitorfile, signals
 from ldirectord.runtime.alerts import EmailAlerts
@@ -36,10 +34,10 @@ from ldirectord.runtime.logsetup import Logger
 from ldirectord.runtime.pulse import ErrorGate, FileWriter, Pulse
 from ldirectord.runtime.sdnotify import Notifier, scrub_environment
 from ldirectord.runtime.stall import StallDetector, install_test_stall_hook
-from ldirectord.runtime.state import STATE_SCHEMA, encode_state, state_virtuals
+from ldirectord.runtime.state import STATE_SCHEMA, encode_state, pulse_document, state_virtuals
+from ldirectord.runtime.watch import ConfigWatcher, run_callback
 
 CONFIG_LOAD_TIMEOUT = 30.0  # reading + validating (names resolved) a config on reload
-CALLBACK_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0  # the Director's stop (cleanstop purge) must fit inside control's wait
 STALL_THRESHOLD = 5.0
 
@@ -60,17 +58,6 @@ class DaemonOptions:
 def load_config(path: str) -> Config:
     """``ldirectord.config.load``; raises ConfigError (every problem) or OSError."""
     return config_load(path)
-
-
-def file_digest(path: str) -> tuple[tuple[int, int, int], str | None]:
-    """((mtime_ns, size, inode), sha256) of the config; the hash is None when unreadable."""
-    st = os.stat(path)
-    key = (st.st_mtime_ns, st.st_size, st.st_ino)
-    try:
-        with open(path, "rb") as handle:
-            return key, hashlib.sha256(handle.read()).hexdigest()
-    except OSError:
-        return key, None
 
 
 @dataclass
@@ -146,9 +133,7 @@ class Daemon:
         self._monitor = monitorfile.MonitorFile(lambda m: self.logger.log(m, error=True))
         self._monitor_index: dict[CheckTarget, list[tuple[VirtualService, RealServer]]] = {}
         self._index_monitorfiles()
-        self._cfg_key: tuple[int, int, int] | None = None
-        self._cfg_hash: str | None = None
-        self._cfg_warned = False
+        self._watch = ConfigWatcher(options.config_path, lambda m: self.logger.log(m, error=True))
         self.stop_reason = "?"
         self._wall_offset = time.time() - time.monotonic()
 
@@ -171,10 +156,8 @@ class Daemon:
             self._monitor.write(virtual.monitorfile, line)
 
     def on_real_changed(self, virtual: VirtualService, real: Any, up: bool, message: str) -> None:
-        if not isinstance(real, RealServer):
-            return
-        fallback = "fallback server" in message
-        self.alerts.real_changed(virtual, real, up, message, fallback=fallback)
+        if isinstance(real, RealServer):
+            self.alerts.real_changed(virtual, real, up, message)
 
     def _index_monitorfiles(self) -> None:
         """Check target (as the engine reports it) → the (virtual, real) pairs that log it."""
@@ -199,25 +182,16 @@ class Daemon:
 
     def render_pulse(self, wall: float) -> bytes:
         snap = self.snapshot()
-        virtuals = tuple(
-            PulseVirtual(
-                name=v.name,
-                protocol=v.protocol,
-                reals_up=v.reals_up,
-                reals_total=v.reals_total,
-                fallback_active=v.fallback_active,
+        return encode_pulse(
+            pulse_document(
+                snap,
+                pid=os.getpid(),
+                config=self.options.config_path,
+                started=self.counters.started,
+                beat=wall,
+                checks_completed=self.checks_completed(snap),
             )
-            for v in (snap.virtuals if snap is not None else ())
         )
-        doc = PulseDoc(
-            pid=os.getpid(),
-            config=self.options.config_path,
-            started=self.counters.started,
-            beat=wall,
-            checks_completed=self.checks_completed(snap),
-            virtuals=virtuals,
-        )
-        return encode_pulse(doc)
 
     def checks_completed(self, snap: DirectorSnapshot | None) -> int:
         return max(self.counters.checks_completed, snap.checks_completed if snap else 0)
@@ -292,7 +266,7 @@ class Daemon:
             if self._on_warning is not None:
                 self._on_warning(choice.warning)
         self._director = Director(self.config, choice.backend, Events(self))
-        self._remember_config()
+        self._watch.remember()
         await self._director.start()
         self.pulse.beat(force=True)
         if self._on_started is not None:
@@ -350,54 +324,19 @@ class Daemon:
 
     # --- reload --------------------------------------------------------------------------
 
-    def _remember_config(self) -> None:
-        try:
-            self._cfg_key, self._cfg_hash = file_digest(self.options.config_path)
-        except OSError:
-            self._cfg_key, self._cfg_hash = None, None
-
     async def _poll_config(self) -> None:
-        """ldirectord's check_cfgfile: mtime (and size/inode) first, then the content hash."""
+        """ldirectord's check_cfgfile: a changed file is reread (autoreload) or ignored, then
+        the callback runs."""
+        if not await self._watch.changed():
+            return
         path = self.options.config_path
-        try:
-            key, digest = await asyncio.wait_for(asyncio.to_thread(file_digest, path), 10.0)
-        except (OSError, TimeoutError) as exc:
-            if not self._cfg_warned:
-                self._cfg_warned = True
-                self.logger.log(f"can not open file {path} for checking: {exc}", error=True)
-            return
-        if key == self._cfg_key:
-            return
-        self._cfg_key = key
-        if digest is None:
-            if not self._cfg_warned:
-                self._cfg_warned = True
-                self.logger.log(f"can not open file {path} for checking", error=True)
-            return
-        self._cfg_warned = False
-        old, self._cfg_hash = self._cfg_hash, digest
-        if old is None or old == digest:
-            return
         self.logger.log(f"Configuration file '{path}' has changed on disk")
         if self.config.globals.autoreload:
             self.logger.log(" - reread new configuration")
             await self.reload()
         else:
             self.logger.log(" - ignore new configuration")
-        await self._run_callback()
-
-    async def _run_callback(self) -> None:
-        callback = self.config.globals.callback
-        if not callback or not os.access(callback, os.X_OK):
-            return
-        from ldirectord.procs import run_process
-
-        result = await run_process(
-            f"{callback} {self.options.config_path}", CALLBACK_TIMEOUT, shell=True
-        )
-        if not result.ok:
-            why = "timed out and was killed" if result.timed_out else f"exited {result.returncode}"
-            self.logger.log(f"system({callback} {self.options.config_path}) failed: {why}")
+        await run_callback(self.config.globals.callback, path, self.logger.log)
 
     async def reload(self) -> bool:
         """Validate the whole new config, then hand it to the Director; else keep the old one."""
@@ -439,7 +378,7 @@ class Daemon:
         self.alerts.set_config(new)
         self.logger.reconfigure(logfile=new.globals.logfile, supervised=new.globals.supervised)
         self._index_monitorfiles()
-        self._remember_config()
+        self._watch.remember()
         self.status = DaemonStatus.RUNNING
         self.pulse.beat(force=True)
         self.notifier.ready(self.summary())
@@ -464,7 +403,7 @@ class Daemon:
                 self.logger.log(f"ERROR: stopping the engine failed: {exc!r}", error=True)
         with contextlib.suppress(Exception):
             await self.alerts.drain(5.0)
-        self._writer.flush(2.0)
+        self._writer.close(2.0)  # flush (bounded); nothing is written after this
         # A clean stop removes the pulse and the state file: a stopped director (the passive
         # node of a pair) has no pulse, which check_ldirectord_pulse -i accepts; a crashed or
         # killed one leaves a pulse whose pid is dead, which the plugin reports as CRITICAL.

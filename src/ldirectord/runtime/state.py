@@ -15,7 +15,33 @@ from dataclasses import asdict, is_dataclass
 from enum import Enum
 from typing import Any
 
+from ldirectord.pulse_format import PulseDoc, PulseVirtual
+
 STATE_SCHEMA = 1
+
+
+def pulse_document(
+    snap: Any, *, pid: int, config: str, started: float, beat: float, checks_completed: int
+) -> PulseDoc:
+    """The schema-1 pulse for a DirectorSnapshot (None before the engine runs: no virtuals)."""
+    virtuals = tuple(
+        PulseVirtual(
+            name=v.name,
+            protocol=v.protocol,
+            reals_up=v.reals_up,
+            reals_total=v.reals_total,
+            fallback_active=v.fallback_active,
+        )
+        for v in (snap.virtuals if snap is not None else ())
+    )
+    return PulseDoc(
+        pid=pid,
+        config=config,
+        started=started,
+        beat=beat,
+        checks_completed=checks_completed,
+        virtuals=virtuals,
+    )
 
 
 def as_mapping(obj: Any) -> Mapping[str, Any]:
