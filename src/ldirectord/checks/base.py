@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import ssl
 import time
@@ -184,6 +185,19 @@ def reason_for(exc: BaseException) -> Reason:
     return Reason.INTERNAL
 
 
+def describe_exception(exc: BaseException) -> str:
+    """A short detail for an exception: "Connection refused" rather than asyncio's wording."""
+    if (
+        isinstance(exc, OSError)
+        and not isinstance(exc, ssl.SSLError | socket.gaierror)
+        and exc.errno is not None
+        and exc.errno > 0
+    ):
+        return os.strerror(exc.errno)
+    text = str(exc)
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:200]
+
+
 async def guarded(check: Check, target: CheckTarget, deadline: float | None = None) -> Outcome:
     """Run ``check`` under its hard deadline; whatever happens, return an Outcome with duration.
 
@@ -206,7 +220,7 @@ async def guarded(check: Check, target: CheckTarget, deadline: float | None = No
     except CheckFailed as exc:
         outcome = Outcome.down(exc.reason, exc.detail)
     except Exception as exc:  # the boundary: a check must never raise
-        outcome = Outcome.down(reason_for(exc), f"{type(exc).__name__}: {exc}"[:200])
+        outcome = Outcome.down(reason_for(exc), describe_exception(exc))
     finally:
         _PHASE.reset(token)
     return Outcome(outcome.up, outcome.reason, outcome.detail, time.monotonic() - start)
