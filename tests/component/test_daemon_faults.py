@@ -207,3 +207,24 @@ def test_pulse_write_failure_is_loud_and_recovers(tmp_path: Path, rundir: Path) 
         pulse_dir.mkdir()
         wait_for("the pulse to come back", pulse.exists, 10)
         assert ldirectord(*opts, str(cfg), "stop").returncode == 0
+
+
+def test_status_answers_for_a_frozen_daemon(tmp_path: Path, rundir: Path) -> None:
+    cfg = tmp_path / "frozen.cf"
+    opts = ["--dry-run", "--rundir", str(rundir)]
+    with http_reals(tmp_path, 1) as reals:
+        demo_config(cfg, [reals[0].port])
+        assert ldirectord(*opts, str(cfg), "start").returncode == 0
+        pid = int((rundir / "ldirectord.frozen.cf.pid").read_text())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(4)
+            st = ldirectord(*opts, str(cfg), "status", "--json")
+            doc = json.loads(st.stdout)
+            assert st.returncode == 0 and doc["pulse"]["age"] >= 3.0  # the pulse stopped
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        pulse = rundir / "ldirectord.frozen.cf.pulse"
+        thawed = pulse.stat().st_mtime
+        wait_for("the beat after SIGCONT", lambda: pulse.stat().st_mtime > thawed, 10)
+        assert ldirectord(*opts, str(cfg), "stop").returncode == 0
