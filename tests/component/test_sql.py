@@ -202,3 +202,64 @@ async def test_mysql_stall_after_handshake(mariadb: Running) -> None:
 async def test_pgsql_stall_after_handshake(postgresql: Running) -> None:
     with pgsql_stall() as peer:
         await _hostile_case("pgsql", peer.port, postgresql, Reason.TIMEOUT)
+
+
+class _FakeOracle:
+    """Stands in for python-oracledb (no Oracle server can run here): records what the check
+    asks for and answers with ``rows``; a DatabaseError carries an ORA code like the real one."""
+
+    class DatabaseError(Exception):
+        pass
+
+    def __init__(self, rows: list[tuple[int]], error: str | None = None) -> None:
+        self.rows, self.error, self.calls = rows, error, []  # type: ignore[var-annotated]
+
+    def makedsn(self, host: str, port: int, sid: str | None = None) -> str:
+        return f"{host}:{port}/{sid}"
+
+    async def connect_async(self, **kwargs: object) -> _FakeOracle:
+        self.calls.append(("connect", kwargs))
+        if self.error:
+            raise self.DatabaseError(self.error)
+        return self
+
+    def cursor(self) -> _FakeOracle:
+        return self
+
+    async def execute(self, query: str) -> None:
+        self.calls.append(("execute", query))
+
+    async def fetchone(self) -> tuple[int] | None:
+        return self.rows[0] if self.rows else None
+
+    async def close(self) -> None:
+        self.calls.append(("close", None))
+
+
+@pytest.mark.parametrize(
+    ("rows", "error", "up", "reason"),
+    [
+        ([(1,)], None, True, Reason.OK),
+        ([], None, False, Reason.NO_MATCH),
+        ([], "ORA-01017: invalid username/password; logon denied", False, Reason.AUTH),
+        ([], "ORA-12514: listener does not know of service", False, Reason.BAD_STATUS),
+    ],
+)
+async def test_oracle_with_a_stand_in_driver(
+    monkeypatch: pytest.MonkeyPatch,
+    rows: list[tuple[int]],
+    error: str | None,
+    up: bool,
+    reason: Reason,
+) -> None:
+    fake = _FakeOracle(rows, error)
+    monkeypatch.setitem(sys.modules, "oracledb", fake)
+    t = sql("oracle", 1521, "SELECT 1 FROM dual", database="ORCL")
+    outcome = await run(t)
+    assert (outcome.up, outcome.reason) == (up, reason), outcome
+    kind, kwargs = fake.calls[0]
+    assert kind == "connect"
+    assert kwargs["user"] == USER and kwargs["password"] == PASSWORD
+    assert kwargs["dsn"] == "127.0.0.1:1521/ORCL"
+    if error is None:
+        assert ("execute", "SELECT 1 FROM dual") in fake.calls and fake.calls[-1][0] == "close"
