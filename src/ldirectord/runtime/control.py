@@ -20,18 +20,17 @@ import select
 import signal
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ldirectord.cli import CliOptions
 from ldirectord.config.lookup import DEFAULT_CONFIG, SEARCH_DIRS, ConfigRef
-from ldirectord.config.model import Config
-from ldirectord.errors import ConfigError
 from ldirectord.runtime import pidfile
-from ldirectord.runtime.daemon import Daemon, DaemonOptions, load_config, starting_line
-from ldirectord.runtime.instances import self_command
-from ldirectord.runtime.logsetup import Logger, choose_mode
-from ldirectord.runtime.pulse import check_writable
 from ldirectord.runtime.status_view import status_command
+
+if TYPE_CHECKING:  # the daemon's modules are imported only by the commands that run it
+    from ldirectord.config.model import Config
+    from ldirectord.runtime.daemon import DaemonOptions
+    from ldirectord.runtime.logsetup import Logger
 
 STOP_WAIT = 30.0  # seconds `stop` waits for the daemon to go
 START_WAIT = 10.0  # seconds `start` waits for the daemon's first reconcile before returning
@@ -80,6 +79,9 @@ def _err(text: str, stream: TextIO | None = None) -> None:
 
 def read_config(opts: CliOptions) -> Config | int:
     """The validated config, or the exit code after printing why not (1 missing, 2 invalid)."""
+    from ldirectord.errors import ConfigError
+    from ldirectord.runtime.daemon import load_config
+
     path = opts.config.path
     if not os.path.isfile(path):
         _err(f"Config file {display_config(opts.config)} not found")
@@ -99,6 +101,8 @@ def children_status(opts: CliOptions) -> None:
     """ldirectord's ld_cmd_children("status"): the execute= instances the daemon runs."""
     import json
     import subprocess
+
+    from ldirectord.runtime.instances import self_command
 
     try:
         with open(state_file(opts), "rb") as handle:
@@ -169,6 +173,11 @@ def restart(opts: CliOptions, *, only_if_running: bool) -> int:
 
 
 def start(opts: CliOptions, config: Config | None = None) -> int:
+    from ldirectord.runtime.daemon import DaemonOptions, starting_line
+    from ldirectord.runtime.instances import self_command
+    from ldirectord.runtime.logsetup import Logger, choose_mode
+    from ldirectord.runtime.pulse import check_writable
+
     if config is None:
         loaded = read_config(opts)
         if isinstance(loaded, int):
@@ -224,6 +233,8 @@ def run_foreground(
 ) -> int:
     import asyncio
 
+    from ldirectord.runtime.daemon import Daemon
+
     if pid_path is None:
         return asyncio.run(Daemon(options, config, logger).run())
     try:
@@ -276,6 +287,8 @@ def _daemon_main(
     options: DaemonOptions, config: Config, logger: Logger, pid_path: str, wfd: int
 ) -> int:
     import asyncio
+
+    from ldirectord.runtime.daemon import Daemon
 
     reported = False
 
