@@ -38,7 +38,9 @@ PASSWORD = "secret"
 RADIUS_SECRET = "testing123"
 LDAP_SUFFIX = "dc=ldtest,dc=example"
 LDAP_USER_DN = f"uid={USER},ou=people,{LDAP_SUFFIX}"
-FTP_USER = "ldftp"
+#: The local FTP test user: one per test process, so concurrent runs never share (or delete)
+#: each other's user; leftovers of dead processes are removed by the next start_vsftpd.
+FTP_USER = f"ldftp{os.getpid()}"
 FTP_FILE_TEXT = "ldirectord ftp check: alive\n"
 DNS_NAME = "www.ldtest.example"
 DNS_ADDRESS = "192.0.2.10"
@@ -525,7 +527,8 @@ log_ftp_protocol=YES
 """
     )
     # The one recipe that touches /etc: PAM needs a passwd/shadow entry for a local user. The
-    # name is ours alone; a leftover from an interrupted run is reused and removed at the end.
+    # name is this process's alone; leftovers of killed runs are removed first.
+    _remove_stale_ftp_users()
     if subprocess.run(["id", FTP_USER], capture_output=True, check=False).returncode != 0:
         run([need("useradd"), "-M", "-d", str(home), "-s", "/bin/bash", FTP_USER])
     else:
@@ -544,6 +547,19 @@ log_ftp_protocol=YES
     with _running("vsftpd", proc, remove_user):
         wait_ready(proc, lambda: banner(port).startswith(b"220"), what="vsftpd", log=log)
         yield Running("vsftpd", {"ftp": port}, root, proc, log, {"user": FTP_USER})
+
+
+def _remove_stale_ftp_users() -> None:
+    import pwd
+
+    for entry in pwd.getpwall():
+        pid = entry.pw_name.removeprefix("ldftp")
+        if (
+            entry.pw_name.startswith("ldftp")
+            and pid.isdigit()
+            and not Path(f"/proc/{pid}").exists()
+        ):
+            subprocess.run(["userdel", entry.pw_name], capture_output=True, timeout=10, check=False)
 
 
 # --------------------------------------------------------------------------- INN (nntp)
