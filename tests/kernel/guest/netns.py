@@ -68,17 +68,17 @@ class _NameHandler(BaseHTTPRequestHandler):
 
 
 class NameServer:
-    """A real HTTP server in namespace ``ns`` on port 80 answering its own name."""
+    """A real HTTP server in namespace ``ns`` (port 80 by default) answering its own name."""
 
-    def __init__(self, ns: str) -> None:
-        self.ns = ns
+    def __init__(self, ns: str, port: int = 80) -> None:
+        self.ns, self.port = ns, port
         self._thread_ns = NsThread(ns)
         self._server: ThreadingHTTPServer | None = None
         self._serving: threading.Thread | None = None
 
     def start(self) -> None:
         def make() -> ThreadingHTTPServer:
-            server = ThreadingHTTPServer(("0.0.0.0", 80), _NameHandler)
+            server = ThreadingHTTPServer(("0.0.0.0", self.port), _NameHandler)
             server.daemon_threads = True
             server.answer = self.ns.encode()  # type: ignore[attr-defined]
             return server
