@@ -10,7 +10,7 @@ import pytest
 from ldirectord.checks import run
 from ldirectord.checks.base import Reason
 from ldirectord.config.model import CheckType, Protocol, Service
-from tests.helpers import check_target, hostile
+from tests.helpers import cancellation_sweep, check_target, hostile, open_fds
 from tests.helpers.nginx import Nginx
 
 pytestmark = [pytest.mark.component, pytest.mark.asyncio]
@@ -106,3 +106,10 @@ async def test_connect_leaves_no_time_wait(nginx: Nginx) -> None:
     for _ in range(20):
         assert (await run(connect(nginx.http_port))).up
     assert _time_wait_to(nginx.http_port) <= before
+
+
+async def test_cancellation_at_any_point_leaks_no_descriptor(nginx: Nginx) -> None:
+    target = connect(nginx.http_port)
+    before = open_fds()
+    assert await cancellation_sweep(lambda: run(target)) > 0
+    assert open_fds() <= before

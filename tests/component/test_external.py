@@ -14,7 +14,7 @@ from ldirectord.checks import run
 from ldirectord.checks.base import CheckTarget, Reason
 from ldirectord.config.model import CheckType, Service
 from ldirectord.procs import run_process
-from tests.helpers import check_target
+from tests.helpers import cancellation_sweep, check_target, open_fds
 
 pytestmark = [pytest.mark.component, pytest.mark.asyncio]
 DEADLINE = 1.5
@@ -242,3 +242,15 @@ async def test_children_ignoring_term_die_even_when_the_leader_obeys(tmp_path: P
             break
         await asyncio.sleep(0.05)
     assert not alive(pid)
+
+
+async def test_cancellation_at_any_point_leaks_nothing(tmp_path: Path) -> None:
+    cmd = script(tmp_path, "ok.sh", "#!/bin/sh\necho fine\nexit 0\n")
+    target = external(cmd)
+    before = open_fds()
+    assert await cancellation_sweep(lambda: run(target), max_ms=60) > 0
+    for _ in range(50):  # children killed by the sweep are reaped when they exit
+        if open_fds() <= before:
+            break
+        await asyncio.sleep(0.05)
+    assert open_fds() <= before

@@ -10,7 +10,7 @@ import pytest
 from ldirectord.checks import run
 from ldirectord.checks.base import CheckTarget, Outcome, Reason
 from ldirectord.config.model import HttpMethod, Service
-from tests.helpers import check_target, hostile
+from tests.helpers import cancellation_sweep, check_target, hostile, open_fds
 from tests.helpers.nginx import Nginx
 
 pytestmark = [pytest.mark.component, pytest.mark.asyncio]
@@ -245,3 +245,19 @@ async def test_scripted_replies(reply: bytes, receive: str, up: bool) -> None:
         outcome, elapsed = await timed(http(peer.port, "/", receive))
     assert outcome.up is up, outcome
     assert elapsed < DEADLINE
+
+
+# --- cancellation at every await leaks nothing ----------------------------------------------
+
+
+@pytest.mark.parametrize("service", [Service.HTTP, Service.HTTPS])
+async def test_cancellation_at_any_point_leaks_no_descriptor(
+    nginx: Nginx, service: Service
+) -> None:
+    port = nginx.https_port if service is Service.HTTPS else nginx.http_port
+    target = http(port, "/", "all is well", service=service)
+    assert (await run(target)).up  # warm: imports, TLS context
+    before = open_fds()
+    completed = await cancellation_sweep(lambda: run(target))
+    assert open_fds() <= before
+    assert completed > 0  # the sweep went past the end of a whole check

@@ -20,7 +20,7 @@ from ldirectord.checks import run
 from ldirectord.checks.base import Reason
 from ldirectord.config.model import CheckType, Protocol, Service
 from tests.conftest import ROOT
-from tests.helpers import check_target
+from tests.helpers import cancellation_sweep, check_target, open_fds
 
 pytestmark = [pytest.mark.component]
 TIMEOUT = 1.0
@@ -65,7 +65,7 @@ PROBE = """
 import asyncio, json, sys, time
 from ldirectord.checks import ping as ping_module
 from ldirectord.checks import run
-from tests.helpers import check_target
+from tests.helpers import cancellation_sweep, check_target, open_fds
 from ldirectord.config.model import CheckType, Service
 async def main():
     out = {}
@@ -123,3 +123,12 @@ def test_silence_and_no_route_inside_a_namespace(netns: str) -> None:
     assert (up, reason) == (False, Reason.UNREACHABLE.value)
     assert elapsed < 1.0
     assert time.monotonic() - start < 20
+
+
+@pytest.mark.asyncio
+async def test_cancellation_at_any_point_leaks_no_socket() -> None:
+    target = ping("127.0.0.1")
+    before = open_fds()
+    assert await cancellation_sweep(lambda: run(target)) > 0
+    assert open_fds() <= before
+    assert ping_module._PINGERS == {}

@@ -10,7 +10,7 @@ import pytest
 from ldirectord.checks import run
 from ldirectord.checks.base import CheckTarget, Reason
 from ldirectord.config.model import Service
-from tests.helpers import check_target, hostile
+from tests.helpers import cancellation_sweep, check_target, hostile, open_fds
 from tests.helpers.nginx import Nginx
 
 pytestmark = [pytest.mark.component, pytest.mark.asyncio]
@@ -115,3 +115,10 @@ async def test_healthy_beside_hanging_is_not_delayed() -> None:
         await asyncio.gather(*pending)
     assert outcome.up
     assert elapsed < DEADLINE / 2
+
+
+async def test_cancellation_at_any_point_leaks_no_descriptor(nginx: Nginx) -> None:
+    target = simpletcp(nginx.http_port, "/GET / HTTP/1.0\\n\\n", " 200 ")
+    before = open_fds()
+    assert await cancellation_sweep(lambda: run(target)) > 0
+    assert open_fds() <= before

@@ -3,6 +3,7 @@ and ``check_target`` to build a CheckTarget without a config file."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ldirectord.checks.base import CheckTarget
@@ -49,3 +50,44 @@ def check_target(
         receive=receive,
         external_args=external_args,
     )
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open (Linux /proc)."""
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def cancellation_sweep(
+    make: Callable[[], Awaitable[object]], *, max_ms: int = 40, max_steps: int = 40
+) -> int:
+    """Start ``make()`` and cancel it after 0..max_steps loop iterations, then after
+    1..max_ms milliseconds, so every await inside gets cancelled at least once. Returns how
+    many runs completed before their cancel point (so a sweep can assert it went far enough).
+    """
+    import asyncio
+
+    completed = 0
+    points = [(steps, 0.0) for steps in range(max_steps)]
+    points += [(0, ms / 1000) for ms in range(1, max_ms + 1)]
+    for steps, delay in points:
+        task = asyncio.ensure_future(make())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        if delay:
+            await asyncio.sleep(delay)
+        if task.done():
+            task.result()
+            completed += 1
+            continue
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        else:
+            completed += 1
+    for _ in range(20):  # aborted transports close on the next loop iterations
+        await asyncio.sleep(0.01)
+    return completed

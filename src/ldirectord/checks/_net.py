@@ -212,17 +212,16 @@ async def open_tcp(
             sock.close()
             raise
         set_phase("tls handshake")
-        try:
-            transport, _ = await loop.create_connection(
-                lambda: protocol,
-                sock=sock,
-                ssl=tls_context(),
-                server_hostname=server_hostname or "",
-            )
-        except BaseException:
-            set_reset_on_close(sock)
-            sock.close()
-            raise
+        # From here the socket belongs to asyncio's transport, which closes it on failure or
+        # cancellation; closing it ourselves would free the fd while the transport still has
+        # it registered (the next socket could reuse the number). Linger-0 is set now instead.
+        set_reset_on_close(sock)
+        transport, _ = await loop.create_connection(
+            lambda: protocol,
+            sock=sock,
+            ssl=tls_context(),
+            server_hostname=server_hostname or "",
+        )
     else:
         transport, _ = await loop.create_connection(lambda: protocol, host, port)
     set_phase("connected")
