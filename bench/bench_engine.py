@@ -23,9 +23,10 @@ it with performance.md §1 (a raw asyncio loop doing nothing but connect+close: 
 on this kind of machine, loopback charging the server side of the handshake to the checker).
 At that cost 10,000 connect checks per second need about two cores for the checker alone,
 while the machine has two cores shared with the listener process (and other work: see the
-load average above), so the 10,000-real rows show the machine's limit, not a scheduling
-one: the checks run late because the process gets no more CPU. Lateness at 1,000 reals is
-the scheduler's own.
+load average above). "runq wait" is the share of wall time our process was ready to run but
+waiting for a CPU (/proc schedstat): when it is high, the checks ran late because the
+process got no more CPU, not because of the scheduler. Lateness at 1,000 reals is the
+scheduler's own.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ COLUMNS = [
     "cores",
     "CPU ms/check",
     "listener cores",
+    "runq wait",
     "RSS MiB",
     "late p50 ms",
     "late p99 ms",
@@ -238,6 +240,18 @@ def cpu_seconds() -> float:
     return u.ru_utime + u.ru_stime
 
 
+def runqueue_wait() -> float:
+    """Seconds this process's threads spent runnable but waiting for a CPU (schedstat)."""
+    total = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def ensure_fds(n: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, n))
@@ -260,10 +274,10 @@ async def scale(reals: int, seconds: float, warmup: float, interval: float = 1.0
         await asyncio.sleep(warmup)
         d.scheduler.stats.lateness.clear()
         c0, t0, n0 = cpu_seconds(), time.monotonic(), sink.checks
-        s0 = proc_cpu_seconds(lis.proc.pid) or 0.0
+        s0, w0 = proc_cpu_seconds(lis.proc.pid) or 0.0, runqueue_wait()
         await asyncio.sleep(seconds)
         c1, t1, n1 = cpu_seconds(), time.monotonic(), sink.checks
-        s1 = proc_cpu_seconds(lis.proc.pid) or 0.0
+        s1, w1 = proc_cpu_seconds(lis.proc.pid) or 0.0, runqueue_wait()
         late = sorted(d.scheduler.stats.lateness)
         rss = rss_mib()
         in_table = len(present(backend))
@@ -280,6 +294,7 @@ async def scale(reals: int, seconds: float, warmup: float, interval: float = 1.0
         "cores": round((c1 - c0) / wall, 2),
         "CPU ms/check": round((c1 - c0) / max(1, n1 - n0) * 1000, 3),
         "listener cores": round((s1 - s0) / wall, 2),
+        "runq wait": f"{(w1 - w0) / wall:.0%}",
         "RSS MiB": round(rss, 1),
         "late p50 ms": _ms(percentile(late, 0.5)),
         "late p99 ms": _ms(percentile(late, 0.99)),

@@ -16,6 +16,7 @@ import pytest
 
 from ldirectord.checks.base import CheckTarget, Outcome, Reason
 from ldirectord.config.model import CheckType, DaemonStatus, Method, Service
+from ldirectord.engine import applier as applier_mod
 from ldirectord.engine import director as director_mod
 from ldirectord.engine.director import Director, fallback_command_line
 from ldirectord.engine.events import LoggingEventSink
@@ -259,7 +260,7 @@ async def test_backend_errors_are_retried_after_a_fresh_dump() -> None:
 
 
 async def test_a_slow_backend_meets_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(director_mod, "BACKEND_DEADLINE", 0.1)
+    monkeypatch.setattr(applier_mod, "BACKEND_DEADLINE", 0.1)
     monkeypatch.setattr(director_mod, "RETRY_DELAY", 0.1)
     v = virtual("192.168.6.240", 80, real("10.0.0.1"), check=FAST)
     backend, sink = DryRunBackend(), LoggingEventSink()

@@ -1,10 +1,11 @@
 """The Director: config + checks + health + kernel, kept in agreement. The daemon's engine.
 
-Owns the engine's lifecycle (start, reload, stop), the per-real health records, and the ONE
-applier through which every kernel change goes: desired table (engine/desired.py) diffed
-against our mirror of the kernel (engine/reconcile.py), ops applied in order with a deadline
-per backend call; on an error the table is dumped again and the plan recomputed (bounded
-retries, then a later retry); nothing here lets an error end the loop.
+Owns the engine's lifecycle (start, reload, stop), the members' health (engine/members.py,
+fed by the scheduler through the pure state machine), and the one path every kernel change
+takes: desired table (engine/desired.py) diffed against our mirror of the kernel
+(engine/reconcile.py), run by the one Applier (engine/applier.py: deadline per backend call,
+re-dump and re-plan on errors) under one lock, from start(), reload(), stop() and the
+background apply loop, which coalesces health changes and never lets an error end it.
 
 Start-up (reference §3.6, with one deliberate change): the kernel table is read; reals of
 configured services found there with weight > 0 are taken as up (ldirectord's forced up);
@@ -14,8 +15,7 @@ services are added or edited (only when different), unknown reals of configured 
 purged. Reload is the same path, plus: health and check tasks survive for reals whose check is
 unchanged, services dropped from the config are drained and deleted.
 
-fallbackcommand is run here (not an event): ``<cmd> start|stop VIP:VPORT proto`` through the
-shell, once per edge per virtual, in the background with a deadline, in order per virtual.
+fallbackcommand is run by the engine (engine/fallback.py), not left to an event.
 
 Knows nothing about pid files, signals, logging setup or the pulse: those hang off EventSink.
 """
@@ -26,9 +26,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 
-from ldirectord.checks.base import CheckTarget, Outcome, target_for
+from ldirectord.checks.base import CheckTarget, Outcome
 from ldirectord.config.model import (
     CheckType,
     Config,
@@ -37,6 +36,7 @@ from ldirectord.config.model import (
     RealServer,
     VirtualService,
 )
+from ldirectord.engine.applier import Applier
 from ldirectord.engine.desired import (
     DesiredService,
     MemberKey,
@@ -45,16 +45,16 @@ from ldirectord.engine.desired import (
     service_key,
 )
 from ldirectord.engine.events import EventSink
+from ldirectord.engine.fallback import FallbackCommands, fallback_command_line
 from ldirectord.engine.maintenance import MaintenanceDir
+from ldirectord.engine.members import Member, members_of, policy_for, probe_for
 from ldirectord.engine.reconcile import Planned, Tag, diff_service, drain_service
 from ldirectord.engine.scheduler import ProbeKey, Scheduler, ensure_fd_limit
-from ldirectord.errors import BackendError
+from ldirectord.engine.snapshot import DirectorSnapshot, RealSnapshot, VirtualSnapshot
 from ldirectord.forwarding.base import AddDest, Backend, Dest, EditDest, KernelTable, ServiceKey
 from ldirectord.forwarding.dryrun import DryRunBackend
 from ldirectord.health.machine import (
     Event,
-    Health,
-    Policy,
     RecheckSoon,
     ResetSoftFailures,
     SoftFailure,
@@ -64,85 +64,10 @@ from ldirectord.health.machine import (
     step,
 )
 
-#: Deadline of one backend apply, and of one dump (seconds).
-BACKEND_DEADLINE = 5.0
-DUMP_DEADLINE = 10.0
-#: Plans tried (each after a fresh dump) before the applier backs off.
-APPLY_ATTEMPTS = 3
 #: Seconds before the applier retries a reconcile that kept failing.
 RETRY_DELAY = 2.0
-#: Deadline of one fallbackcommand run.
-FALLBACK_COMMAND_TIMEOUT = 30.0
 
 CheckFn = Callable[[CheckTarget], Awaitable[Outcome]]
-
-
-@dataclass(frozen=True, slots=True)
-class RealSnapshot:
-    address: str
-    port: int
-    weight: int | None  # weight in the kernel, None when absent
-    up: bool
-    state: str
-    last_outcome: Outcome | None
-    last_change: float | None  # clock() time of the last up/down change
-
-
-@dataclass(frozen=True, slots=True)
-class VirtualSnapshot:
-    name: str
-    protocol: str
-    reals_up: int
-    reals_total: int
-    fallback_active: bool
-    reals: tuple[RealSnapshot, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class DirectorSnapshot:
-    status: DaemonStatus
-    checks_completed: int
-    virtuals: tuple[VirtualSnapshot, ...]
-
-
-@dataclass(slots=True)
-class _Member:
-    virtual: VirtualService
-    real: RealServer
-    key: MemberKey
-    probe: ProbeKey
-    policy: Policy
-    health: Health = field(default_factory=Health)
-    last_outcome: Outcome | None = None
-    last_change: float | None = None
-    fresh_down: bool = False  # first verdict was down: quiesce-add it once (ldirectord start-up)
-
-
-def policy_for(virtual: VirtualService) -> Policy:
-    spec = virtual.check
-    return Policy(
-        failurecount=spec.failurecount, rise=spec.rise, fast_recheck=bool(spec.fastinterval)
-    )
-
-
-def probe_for(virtual: VirtualService, real: RealServer) -> ProbeKey:
-    return ProbeKey.of(target_for(virtual, real), real.port)
-
-
-def _members_of(config: Config) -> dict[MemberKey, _Member]:
-    members: dict[MemberKey, _Member] = {}
-    for virtual in config.virtuals:
-        policy = policy_for(virtual)
-        for real in virtual.reals:
-            key = member_key(virtual, real)
-            members[key] = _Member(virtual, real, key, probe_for(virtual, real), policy)
-    return members
-
-
-def fallback_command_line(virtual: VirtualService, command: str, action: str) -> str:
-    """ldirectord's do_fallback_command line: ``<cmd> <action> <server>:<port> <protocol>``."""
-    where = ":0" if virtual.fwmark is not None else virtual.name
-    return f"{command} {action} {where} {virtual.protocol}"
 
 
 class Director:
@@ -163,14 +88,12 @@ class Director:
             check = run
         self.status = DaemonStatus.STARTING
         self._config = config
-        self._backend = backend
         self._events = events
         self._clock = clock
         self._raise_fd_limit = raise_fd_limit
-        self._members: dict[MemberKey, _Member] = {}
+        self._members: dict[MemberKey, Member] = {}
         self._by_probe: dict[ProbeKey, list[MemberKey]] = {}
         self._desired: dict[ServiceKey, DesiredService] = {}
-        self._mirror: DryRunBackend | None = None
         self._dirty: set[ServiceKey] = set()
         self._reconciling = False
         self._virtuals: dict[ServiceKey, VirtualService] = {}
@@ -178,13 +101,12 @@ class Director:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._reload_lock = asyncio.Lock()
-        self._applier: asyncio.Task[None] | None = None
+        self._apply_task: asyncio.Task[None] | None = None
         self._awaiting_first: set[ProbeKey] = set()
         self._first_done = asyncio.Event()
-        self._fallback_state: dict[ServiceKey, str] = {}
-        self._fallback_tasks: dict[ServiceKey, asyncio.Task[None]] = {}
+        self._fallback = FallbackCommands(self._log)
+        self._applier = Applier(backend, on_applied=self._applied, log=self._log)
         self.sink_errors = 0
-        self.backend_errors = 0
         maint = config.globals.maintenancedir
         self._maintenance = MaintenanceDir(maint) if maint else None
         self._scheduler = Scheduler(
@@ -212,12 +134,12 @@ class Director:
         the table cannot be read at all; a change the kernel refuses is retried later.
         """
         self.status = DaemonStatus.STARTING
-        actual = await self._dump()
-        self._install(self._config, _members_of(self._config), actual)
+        actual = await self._applier.dump()
+        self._install(self._config, members_of(self._config), actual)
         async with self._lock:
             await self._reconcile(set(self._desired), (), Tag.START)
         self._start_probes()
-        self._applier = asyncio.create_task(self._apply_loop(), name="ldirectord applier")
+        self._apply_task = asyncio.create_task(self._apply_loop(), name="ldirectord applier")
         self._wake.set()  # whatever the initial reconcile could not do is retried at once
 
     async def wait_first_checks(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
@@ -240,9 +162,9 @@ class Director:
         self.status = DaemonStatus.RELOADING
         try:
             self._set_maintenance(config)
-            actual = await self._dump()
+            actual = await self._applier.dump()
             old_services = list(self._desired)  # config order
-            new_members = _members_of(config)
+            new_members = members_of(config)
             for key, member in new_members.items():
                 old = self._members.get(key)
                 if old is not None and old.probe == member.probe and old.policy == member.policy:
@@ -262,11 +184,11 @@ class Director:
         """Cancel checks; purge what cleanstop=yes virtuals hold; leave the rest."""
         self.status = DaemonStatus.STOPPING
         await self._scheduler.close()
-        if self._applier is not None:
-            self._applier.cancel()
+        if self._apply_task is not None:
+            self._apply_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._applier
-            self._applier = None
+                await self._apply_task
+            self._apply_task = None
         cleanstop = list(
             dict.fromkeys(service_key(v) for v in self._config.virtuals if v.cleanstop)
         )
@@ -274,9 +196,14 @@ class Director:
             for key in cleanstop:
                 self._desired.pop(key, None)
             await self._reconcile(set(), cleanstop, Tag.STOP)
-        await self._finish_fallback_commands()
+        await self._fallback.finish()
         if self._maintenance is not None:
             self._maintenance.close()
+
+    @property
+    def backend_errors(self) -> int:
+        """Backend calls that failed (each followed by a fresh dump and a new plan)."""
+        return self._applier.errors
 
     @property
     def settled(self) -> bool:
@@ -284,7 +211,7 @@ class Director:
         return not self._dirty and not self._reconciling
 
     def snapshot(self) -> DirectorSnapshot:
-        mirror = self._mirror.table if self._mirror is not None else KernelTable()
+        mirror = self._applier.table()
         virtuals = []
         for virtual in self._config.virtuals:
             skey = service_key(virtual)
@@ -333,7 +260,7 @@ class Director:
     def _install(
         self,
         config: Config,
-        members: dict[MemberKey, _Member],
+        members: dict[MemberKey, Member],
         actual: KernelTable,
         keep: bool = False,
     ) -> None:
@@ -458,17 +385,15 @@ class Director:
                 await asyncio.sleep(RETRY_DELAY)
                 self._wake.set()
 
-    async def _dump(self) -> KernelTable:
-        async with asyncio.timeout(DUMP_DEADLINE):
-            actual = await self._backend.dump()
-        self._mirror = DryRunBackend(actual)
-        return actual
-
     def _plan(
-        self, keys: set[ServiceKey], managed: Iterable[ServiceKey], tag: Tag
+        self,
+        keys: set[ServiceKey],
+        managed: tuple[ServiceKey, ...],
+        tag: Tag,
+        mirror: DryRunBackend,
     ) -> list[Planned]:
-        mirror = self._mirror
-        assert mirror is not None
+        """The ops for ``keys`` against the mirror (health changes from now on are new work)."""
+        self._dirty -= keys
         plan: list[Planned] = []
         for key, cached in list(self._desired.items()):
             if key in keys:
@@ -489,41 +414,14 @@ class Director:
         self._reconciling = True
         done = False
         try:
-            done = await self._reconcile_attempts(keys, managed, tag)
+            done = await self._applier.run(lambda mirror: self._plan(keys, managed, tag, mirror))
+            if done:
+                self._after_reconcile(keys)
             return done
         finally:
             self._reconciling = False
             if not done:  # retried later by the applier, whatever went wrong
                 self._dirty |= keys & set(self._desired)
-
-    async def _reconcile_attempts(
-        self, keys: set[ServiceKey], managed: tuple[ServiceKey, ...], tag: Tag
-    ) -> bool:
-        for attempt in range(APPLY_ATTEMPTS):
-            self._dirty -= keys
-            try:
-                if self._mirror is None or attempt > 0:
-                    await self._dump()
-                for planned in self._plan(keys, managed, tag):
-                    async with asyncio.timeout(BACKEND_DEADLINE):
-                        await self._backend.apply(planned.op)
-                    assert self._mirror is not None
-                    before = (
-                        self._mirror.dest(planned.service, planned.dest)
-                        if planned.dest is not None
-                        else None
-                    )
-                    self._mirror.apply_sync(planned.op)
-                    self._applied(planned, before)
-            except (BackendError, TimeoutError, OSError) as exc:
-                self.backend_errors += 1
-                self._log(
-                    f"IPVS update failed ({exc}); re-reading the table (attempt {attempt + 1})"
-                )
-                continue
-            self._after_reconcile(keys)
-            return True
-        return False
 
     def _applied(self, planned: Planned, before: Dest | None) -> None:
         """Log an applied op; tell the sink about every real-level change (ldirectord sends
@@ -553,46 +451,11 @@ class Director:
             self._members[key].fresh_down = False
         for skey in keys:
             virtual = self._virtuals.get(skey)
-            if virtual is not None and skey in self._desired:
-                self._fallback_edge(virtual, self._desired[skey])
-
-    # --- fallbackcommand --------------------------------------------------------------------
-
-    def _fallback_edge(self, virtual: VirtualService, want: DesiredService) -> None:
-        if virtual.check.checktype is CheckType.OFF:
-            return
-        skey = service_key(virtual)
-        any_up = any(self._members[k].health.up for k in self._by_service.get(skey, ()))
-        action = "stop" if any_up else "start"
-        if self._fallback_state.get(skey) == action:
-            return
-        self._fallback_state[skey] = action
-        command = virtual.fallbackcommand or self._config.globals.fallbackcommand
-        if not command:
-            return
-        line = fallback_command_line(virtual, command, action)
-        previous = self._fallback_tasks.get(skey)
-        self._fallback_tasks[skey] = asyncio.create_task(self._run_fallback(line, previous))
-
-    async def _run_fallback(self, line: str, previous: asyncio.Task[None] | None) -> None:
-        if previous is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await previous
-        from ldirectord.procs import run_process
-
-        try:
-            result = await run_process(line, FALLBACK_COMMAND_TIMEOUT, shell=True)
-        except Exception as exc:
-            self._log(f"system({line}) failed: {exc}")
-            return
-        if not result.ok:
-            why = "timed out" if result.timed_out else f"exit status {result.returncode}"
-            self._log(f"system({line}) failed: {why}")
-
-    async def _finish_fallback_commands(self) -> None:
-        tasks = [t for t in self._fallback_tasks.values() if not t.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=FALLBACK_COMMAND_TIMEOUT + 1)
+            if virtual is None or virtual.check.checktype is CheckType.OFF:
+                continue
+            any_up = any(self._members[k].health.up for k in self._by_service.get(skey, ()))
+            command = virtual.fallbackcommand or self._config.globals.fallbackcommand
+            self._fallback.edge(virtual, any_up, command)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -612,4 +475,6 @@ __all__ = [
     "RealSnapshot",
     "VirtualSnapshot",
     "fallback_command_line",
+    "policy_for",
+    "probe_for",
 ]

@@ -1,0 +1,83 @@
+"""The applier: the one way a change reaches the kernel.
+
+Owns how ops are applied: in the order the reconciler gave, one at a time, each backend call
+under a deadline; a mirror of the kernel table (an in-memory DryRunBackend) that follows every
+op we apply, so plans are computed without dumping the kernel each time; and what happens when
+the kernel refuses something (someone changed the table behind our back, netlink hiccups):
+the table is dumped again and the plan recomputed, a bounded number of times. It never raises
+for a backend failure; it returns False and the caller retries later.
+
+It knows nothing about health or configs: the caller passes a function that plans against the
+mirror.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from ldirectord.engine.reconcile import Planned
+from ldirectord.errors import BackendError
+from ldirectord.forwarding.base import Backend, Dest, KernelTable
+from ldirectord.forwarding.dryrun import DryRunBackend
+
+#: Deadline of one backend apply, and of one dump (seconds).
+BACKEND_DEADLINE = 5.0
+DUMP_DEADLINE = 10.0
+#: Plans tried (each but the first after a fresh dump) before giving up for now.
+APPLY_ATTEMPTS = 3
+
+#: plan(mirror) -> the ops to run, computed against the mirror of the kernel
+Plan = Callable[[DryRunBackend], list[Planned]]
+#: on_applied(planned, dest before the op or None)
+OnApplied = Callable[[Planned, Dest | None], None]
+
+
+class Applier:
+    def __init__(
+        self, backend: Backend, *, on_applied: OnApplied, log: Callable[[str], None]
+    ) -> None:
+        self._backend = backend
+        self._on_applied = on_applied
+        self._log = log
+        self.mirror: DryRunBackend | None = None
+        self.errors = 0
+
+    def table(self) -> KernelTable:
+        """Our mirror of the kernel table (empty before the first dump)."""
+        return self.mirror.table if self.mirror is not None else KernelTable()
+
+    async def dump(self) -> KernelTable:
+        """Read the kernel table (with a deadline) and reset the mirror to it."""
+        async with asyncio.timeout(DUMP_DEADLINE):
+            actual = await self._backend.dump()
+        self.mirror = DryRunBackend(actual)
+        return actual
+
+    async def run(self, plan: Plan) -> bool:
+        """Apply ``plan(mirror)``; on a failure dump again and re-plan. True when all done."""
+        for attempt in range(APPLY_ATTEMPTS):
+            try:
+                if self.mirror is None or attempt > 0:
+                    await self.dump()
+                mirror = self.mirror
+                assert mirror is not None
+                for planned in plan(mirror):
+                    async with asyncio.timeout(BACKEND_DEADLINE):
+                        await self._backend.apply(planned.op)
+                    before = (
+                        mirror.dest(planned.service, planned.dest)
+                        if planned.dest is not None
+                        else None
+                    )
+                    mirror.apply_sync(planned.op)
+                    self._on_applied(planned, before)
+            except (BackendError, TimeoutError, OSError) as exc:
+                self.errors += 1
+                why = str(exc) or type(exc).__name__
+                self._log(
+                    f"IPVS update failed ({why}); re-reading the table (attempt {attempt + 1})"
+                )
+                continue
+            return True
+        return False
