@@ -75,6 +75,12 @@ async def test_alerts_monitorfile_reload_and_stop_in_process(tmp_path: Path) -> 
             daemon.submit(Request(Command.RELOAD, "test"))
             await _until("the failed reload", lambda: daemon.counters.failed_reloads == 1)
             assert daemon.config.virtuals[0].reals[0].weight == 3
+            # three HUPs in a row: one reload reads the newest file
+            for _ in range(3):
+                daemon.submit(Request(Command.RELOAD, "SIGHUP"))
+            await _until("the coalesced reload", lambda: daemon.counters.failed_reloads == 2)
+            await asyncio.sleep(1.0)
+            assert daemon.counters.failed_reloads == 2
             daemon.submit(Request(Command.STOP, "SIGTERM"))
             assert await asyncio.wait_for(task, 30) == 0
         finally:

@@ -312,7 +312,21 @@ class Daemon:
                 return
             if request.command is signals.Command.RELOAD:
                 self.logger.log("Reloading Linux Director Daemon config on signal")
+                if self._coalesce_reloads():
+                    continue  # a stop is queued: it wins over the reload
                 await self.reload()
+
+    def _coalesce_reloads(self) -> bool:
+        """Drop reload requests queued behind this one (one reload reads the newest file);
+        True when a stop is queued, which is then served first."""
+        kept: list[signals.Request] = []
+        while not self._queue.empty():
+            request = self._queue.get_nowait()
+            if request.command is not signals.Command.RELOAD:
+                kept.append(request)
+        for request in kept:
+            self._queue.put_nowait(request)
+        return any(r.command is signals.Command.STOP for r in kept)
 
     async def _housekeeping(self) -> None:
         """Once per checkinterval: idle beat, config change poll, e-mail reminders, STATUS=."""
