@@ -327,3 +327,35 @@ def test_icmp_echo_round_trip() -> None:
 def test_checksum_known_value() -> None:
     # RFC 1071 example words 0x0001 0xf203 0xf4f5 0xf6f7 → sum 0xddf2, checksum 0x220d
     assert ping.checksum(bytes.fromhex("0001f203f4f5f6f7")) == 0x220D
+
+
+@pytest.mark.parametrize(
+    ("perl", "python"),
+    [
+        (r"OK\z", r"OK\Z"),
+        (r"OK\Z", r"OK(?=\n?\Z)"),
+        (r"a\hb", r"a[ \t]b"),
+        (r"[\h\]x]+", r"[ \t\]x]+"),
+        (r"(?<word>\w+) \k<word>", r"(?P<word>\w+) (?P=word)"),
+        (r"(?<=a)b(?<!c)", r"(?<=a)b(?<!c)"),
+        (r"\\z", r"\\z"),  # an escaped backslash followed by z
+        (r"[]z]\z", r"[]z]\Z"),
+        ("200 OK", "200 OK"),
+    ],
+)
+def test_perl_regex(perl: str, python: str) -> None:
+    assert _net.perl_regex(perl) == python
+
+
+@pytest.mark.parametrize(
+    ("receive", "body", "match"),
+    [
+        (r"healthy\z", b"all healthy", True),
+        (r"healthy\z", b"all healthy\n", False),
+        (r"healthy\Z", b"all healthy\n", True),
+        (r"(?<s>ok) \k<s>", b"ok ok", True),
+        (r"up\hnow", b"up\tnow", True),
+    ],
+)
+def test_perl_receive_semantics(receive: str, body: bytes, match: bool) -> None:
+    assert (_net.compile_receive(receive).search(body) is not None) is match

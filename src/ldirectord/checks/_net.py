@@ -33,16 +33,72 @@ STREAM_LIMIT = 65536
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
+_PERL_ESCAPES = {"z": r"\Z", "Z": r"(?=\n?\Z)", "h": r"[ \t]", "H": r"[^ \t]"}
+_PERL_CLASS_ESCAPES = {"h": r" \t"}
+
+
+def perl_regex(pattern: str) -> str:
+    """Rewrite the Perl-only spellings ldirectord users write into Python ``re`` syntax.
+
+    ``\\z`` → ``\\Z`` (absolute end), Perl's ``\\Z`` → end or before a final newline,
+    ``\\h``/``\\H`` → horizontal whitespace, ``(?<name>...)`` → ``(?P<name>...)`` and
+    ``\\k<name>`` → ``(?P=name)``. Everything else is passed through unchanged.
+    """
+    out: list[str] = []
+    i, n, in_class = 0, len(pattern), False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            table = _PERL_CLASS_ESCAPES if in_class else _PERL_ESCAPES
+            if nxt in table:
+                out.append(table[nxt])
+            elif nxt == "k" and not in_class and pattern.startswith("<", i + 2):
+                end = pattern.find(">", i + 3)
+                if end < 0:
+                    out.append(pattern[i : i + 2])
+                else:
+                    out.append(f"(?P={pattern[i + 3 : end]})")
+                    i = end + 1
+                    continue
+            else:
+                out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]" or bool(out and out[-1] in ("[", "[^"))
+            out.append(ch)
+        elif ch == "[":
+            in_class = True
+            if pattern.startswith("^", i + 1):
+                out.append("[^")
+                i += 2
+                continue
+            out.append(ch)
+        elif (
+            pattern.startswith("(?<", i)
+            and i + 3 < n
+            and (pattern[i + 3].isalpha() or pattern[i + 3] == "_")
+        ):
+            out.append("(?P<")
+            i += 3
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 @functools.lru_cache(maxsize=1024)
 def compile_receive(receive: str) -> re.Pattern[bytes]:
     """A ``receive`` regex for matching reply bytes (Perl matches raw bytes too).
 
-    Python's ``re`` is close to Perl's but not equal (``\\z`` is ``\\Z``; inline flags such
-    as ``(?i)`` must open the pattern; no ``\\G``, ``(?{code})`` or recursion); an invalid
-    pattern ends the check as down with Reason.CONFIG.
+    Perl-only spellings are rewritten first (``perl_regex``); what is left is Python's ``re``
+    (inline flags such as ``(?i)`` must open the pattern; no ``\\G``, ``(?{code})`` or
+    recursion). An invalid pattern ends the check as down with Reason.CONFIG.
     """
     try:
-        return re.compile(receive.encode("utf-8", "surrogateescape"))
+        return re.compile(perl_regex(receive).encode("utf-8", "surrogateescape"))
     except re.error as exc:
         raise CheckFailed(Reason.CONFIG, f"receive is not a valid regex: {exc}") from None
 
