@@ -303,3 +303,38 @@ def test_execute_instances_follow_the_parent(tmp_path: Path, rundir: Path) -> No
         assert ldirectord(*opts, str(parent), "stop").returncode == 0
         assert not child_pid.exists()
         assert ldirectord(*opts, str(child), "status").returncode == 3
+
+
+def test_racing_starts_make_one_daemon(tmp_path: Path, rundir: Path) -> None:
+    cfg = tmp_path / "race.cf"
+    opts = ["--dry-run", "--rundir", str(rundir)]
+    with http_reals(tmp_path, 1) as reals:
+        demo_config(cfg, [reals[0].port])
+        procs = [
+            subprocess.Popen(
+                [LDIRECTORD, *opts, str(cfg), "start"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(4)
+        ]
+        assert [p.wait(60) for p in procs] == [0, 0, 0, 0]
+        time.sleep(1)
+        pid = int((rundir / "ldirectord.race.cf.pid").read_text())
+        daemons = [
+            p.name
+            for p in Path("/proc").iterdir()
+            if p.name.isdigit()
+            and _cmdline(p).endswith(f"{cfg} start")
+            and not process_gone(int(p.name))
+        ]
+        assert daemons == [str(pid)]
+        assert ldirectord(*opts, str(cfg), "stop").returncode == 0
+
+
+def _cmdline(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""

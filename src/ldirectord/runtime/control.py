@@ -237,6 +237,9 @@ def run_foreground(
 
     if pid_path is None:
         return asyncio.run(Daemon(options, config, logger).run())
+    lock = pidfile.instance_lock(pid_path)
+    if lock is None:
+        return 0  # another instance of this pid file is running (start when running → 0)
     try:
         pidfile.write_pid(pid_path)
     except OSError as exc:
@@ -246,6 +249,7 @@ def run_foreground(
         return asyncio.run(Daemon(options, config, logger).run())
     finally:
         pidfile.remove_if_ours(pid_path)
+        lock.close()
 
 
 def daemonise(options: DaemonOptions, config: Config, logger: Logger, pid_path: str) -> int:
@@ -306,6 +310,10 @@ def _daemon_main(
             with contextlib.suppress(OSError):
                 os.write(wfd, f"warn: {text}\n".encode())
 
+    lock = pidfile.instance_lock(pid_path)
+    if lock is None:  # another start won the race: that daemon is the one
+        started(None)
+        return 0
     try:
         pidfile.write_pid(pid_path)
     except OSError as exc:
@@ -316,6 +324,7 @@ def _daemon_main(
         return asyncio.run(daemon.run())
     finally:
         pidfile.remove_if_ours(pid_path)
+        lock.close()
         started("the daemon exited during start-up")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from dataclasses import dataclass
 
 PROC = "/proc"
@@ -104,3 +105,21 @@ def process_gone(pid: int, proc: str = PROC) -> bool:
     # state is the field after the parenthesised comm, which may itself hold spaces
     tail = stat.rsplit(b")", 1)[-1].split()
     return bool(tail) and tail[0] in (b"Z", b"X")
+
+
+def instance_lock(path: str) -> socket.socket | None:
+    """Hold the right to be the daemon of pid file ``path`` for this process's lifetime.
+
+    An abstract unix socket named after the pid file's absolute path: binding it is
+    exclusive and the kernel releases it when the process dies, so two racing ``start``s
+    cannot both become the daemon, and no lock file is left behind. Returns the socket
+    (keep it open), or None when another live process holds it.
+    """
+    name = b"\0ldirectord-pid:" + os.path.abspath(path).encode()[-90:]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(name)
+    except OSError:
+        sock.close()
+        return None
+    return sock
