@@ -53,12 +53,13 @@ _METHODS = {"-g": Method.GATE, "-m": Method.MASQ, "-i": Method.IPIP}
 
 
 def read_sections(text: str) -> dict[str, list[str]]:
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
+    """Sections by name; the lines before the first one (the case's description) under ""."""
+    sections: dict[str, list[str]] = {"": []}
+    current: list[str] = sections[""]
     for line in text.splitlines():
         if line.startswith("[") and line.rstrip().endswith("]") and " " not in line.strip():
             current = sections.setdefault(line.strip()[1:-1], [])
-        elif current is not None:
+        else:
             current.append(line)
     for lines in sections.values():
         while lines and not lines[-1].strip():
@@ -67,7 +68,11 @@ def read_sections(text: str) -> dict[str, list[str]]:
 
 
 def write_sections(sections: dict[str, list[str]]) -> str:
-    return "\n\n".join("\n".join([f"[{name}]", *lines]) for name, lines in sections.items()) + "\n"
+    blocks = [
+        "\n".join(lines if name == "" else [f"[{name}]", *lines])
+        for name, lines in sections.items()
+    ]
+    return "\n\n".join(b for b in blocks if b) + "\n"
 
 
 def _split_host(text: str) -> tuple[str, int]:
