@@ -43,6 +43,7 @@ async def timed(target: CheckTarget) -> tuple[Outcome, float]:
         ("/index.html", "^ldirectord test page"),
         ("/redirect", "all is well"),  # relative Location, followed as LWP does
         ("/redirect-abs", "all is well"),  # absolute Location
+        ("/to-https", "all is well"),  # to https on a host name (resolved, TLS)
         ("/chunked", "chunked reply"),  # Transfer-Encoding: chunked
     ],
 )

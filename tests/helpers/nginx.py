@@ -10,6 +10,7 @@ Served on ``http_port`` (and ``https_port`` with TLS; same locations):
 
 * ``/`` and ``/index.html``: ``PAGE`` (200); Host ``vhost.example`` gets ``VHOST_PAGE``
 * ``/redirect``: 302 to ``/index.html``; ``/redirect-abs``: 301 to the absolute http URL;
+  ``/to-https``: 302 to ``https://localhost:<https_port>/index.html`` (a name, not an IP);
   ``/loop``: 302 to itself (endless)
 * ``/error``: 500; ``/missing``: 404; ``/chunked``: 200 with a chunked body (echo module)
 * ``/big``: 200 with a 2 MiB body that ends in ``END-OF-BIG`` (beyond the check's limit)
@@ -113,6 +114,7 @@ def _config(t: Path, http: int, https: int, proxy: int, ipv6: bool) -> str:
         location = /redirect {{ return 302 /index.html; }}
         location = /redirect-abs {{ return 301 http://127.0.0.1:{http}/index.html; }}
         location = /loop {{ return 302 /loop; }}
+        location = /to-https {{ return 302 https://localhost:{https}/index.html; }}
         location = /error {{ return 500 "broken\\n"; }}
         location = /chunked {{ default_type text/plain; echo "{CHUNKED_TEXT}"; }}
     """

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import re
 import socket
 import ssl
@@ -258,7 +259,12 @@ async def open_tcp(
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-    if tls:
+    if tls and not _is_ip(host):  # a name (after a redirect): let asyncio resolve it
+        set_phase("connect and tls handshake")
+        transport, _ = await loop.create_connection(
+            lambda: protocol, host, port, ssl=tls_context(), server_hostname=server_hostname or ""
+        )
+    elif tls:
         sock = socket.socket(address_family(_family_of(host)), socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
@@ -282,6 +288,14 @@ async def open_tcp(
         transport, _ = await loop.create_connection(lambda: protocol, host, port)
     set_phase("connected")
     return Conn(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _family_of(host: str) -> Family:
