@@ -1,4 +1,5 @@
-"""Differential: Debian's Perl ldirectord and our engine, same config, same healthy and dead
+"""Differential: Debian's Perl ldirectord and ours (the engine in-process, and the daemon
+``python -m ldirectord -d --backend ipvs CONFIG start``), same config, same healthy and dead
 real servers, same guest: the kernel tables (``ipvsadm -Ln`` and ``--thresholds``) must be
 identical once each has settled. One config per forwarding method, several virtuals each
 (quiescent or not, persistence + netmask + scheduler flags, thresholds, a fallback when every
@@ -18,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,10 +117,15 @@ def _count(text: str) -> int:
 
 def perl_table(config: Path, workdir: Path) -> tuple[str, float]:
     """Run Perl ldirectord (-d: foreground, no ./ipvsadm in its cwd) until its table settles."""
-    log = (workdir / "perl.log").open("w")
+    return daemon_table([PERL_LDIRECTORD, "-d", str(config), "start"], config, workdir, "perl")
+
+
+def daemon_table(argv: list[str], config: Path, workdir: Path, name: str) -> tuple[str, float]:
+    """Run a daemon in the foreground until its table settles; SIGTERM it; flush the table."""
+    log = (workdir / f"{name}.log").open("w")
     started = time.monotonic()
     proc = subprocess.Popen(
-        [PERL_LDIRECTORD, "-d", str(config), "start"],
+        argv,
         cwd=workdir,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -170,12 +177,23 @@ def test_same_table_as_perl_ldirectord(method: str, tmp_path: Path) -> None:
     config = tmp_path / "ldirectord.cf"
     config.write_text(CONFIGS[method])
     perl, perl_s = perl_table(config, tmp_path)
-    ours, ours_s = asyncio.run(our_table(config))
-    print(f"timing: {method}: table final Perl {perl_s:.1f} s, ours {ours_s:.1f} s after start")
-    if ours != perl:
-        print(f"--- Perl ldirectord\n{perl}--- ours\n{ours}")
+    engine, engine_s = asyncio.run(our_table(config))
+    daemon, daemon_s = daemon_table(
+        [sys.executable, "-m", "ldirectord", "-d", "--backend", "ipvs", str(config), "start"],
+        config,
+        tmp_path,
+        "ours",
+    )
+    print(
+        f"timing: {method}: table final after start: Perl {perl_s:.1f} s, "
+        f"our engine {engine_s:.1f} s, our daemon {daemon_s:.1f} s"
+    )
+    if not perl == engine == daemon:
+        print(f"--- Perl ldirectord\n{perl}--- our engine\n{engine}--- our daemon\n{daemon}")
         print((tmp_path / "perl.log").read_text()[-20000:])
-    assert ours == perl
+        print((tmp_path / "ours.log").read_text()[-20000:])
+    assert engine == perl
+    assert daemon == perl
 
 
 SHARED = (
