@@ -21,6 +21,7 @@ Ready-made behaviours (each a factory returning a TcpPeer / UdpPeer):
 * ``banner_then_hang(banner)``  send a greeting line, then read and never answer (SQL, SMTP...)
 * ``tls_hang()``        accept, read the ClientHello, never reply
 * ``udp_black_hole()``  a UDP socket that receives and never answers
+* ``udp_reply(data)``   answers every datagram with ``data`` (default: junk)
 * ``TcpPeer(handler)``  any ``async def handler(reader, writer)`` of your own
 
 Custom handlers must only await things that end when the peer stops (they are cancelled at
@@ -429,6 +430,15 @@ def tls_hang(host: str = "127.0.0.1") -> TcpPeer:
 
 def udp_black_hole(host: str = "127.0.0.1") -> UdpPeer:
     return UdpPeer(None, host=host, name="udp-black-hole")
+
+
+def udp_reply(data: bytes = JUNK, *, host: str = "127.0.0.1") -> UdpPeer:
+    """Answers every datagram with ``data`` (default: junk): a babbling UDP server."""
+
+    def reply(_data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
+        transport.sendto(data, addr)
+
+    return UdpPeer(reply, host=host, name="udp-reply")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
