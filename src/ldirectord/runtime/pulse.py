@@ -78,10 +78,14 @@ class FileWriter:
         self.written = 0
         self.failures = 0
         self._thread = threading.Thread(target=self._run, name="ldirectord-writer", daemon=True)
-        self._thread.start()
 
     def submit(self, path: str, data: bytes) -> None:
+        """Queue ``data`` for ``path`` (the thread starts with the first submit)."""
         with self._cond:
+            if self._closed:
+                return
+            if not self._thread.is_alive() and self._thread.ident is None:
+                self._thread.start()
             self._pending[path] = data
             self._cond.notify()
 
@@ -101,7 +105,8 @@ class FileWriter:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
