@@ -2,7 +2,8 @@
 
 Owns compiling ``receive`` once per pattern and turning an invalid one into a CONFIG failure.
 The constructs health checks use (literals, classes, anchors, ``.*``, alternation, groups)
-mean the same in both dialects. Pure: no IO.
+mean the same in both dialects; Perl-only spellings are rewritten by ``_net.perl_regex``
+as for the HTTP and simpletcp checks. Pure: no IO.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import functools
 import re
 
+from ldirectord.checks._net import perl_regex
 from ldirectord.checks.base import CheckFailed, Reason
 
 
 @functools.lru_cache(maxsize=256)
 def _compile(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    return re.compile(perl_regex(pattern))
 
 
 def receive_regex(pattern: str) -> re.Pattern[str]:
