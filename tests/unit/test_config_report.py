@@ -171,3 +171,23 @@ def test_the_installed_command(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "70 virtual services" in done.stdout
+
+
+def test_missing_oracle_driver_is_a_configtest_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("ldirectord.checks.sql")
+    try:
+        import oracledb  # noqa: F401
+
+        pytest.skip("python-oracledb is installed here: no warning expected")
+    except ImportError:
+        pass
+    path = _write(
+        tmp_path,
+        'virtual=127.0.0.1:1521\n\treal=127.0.0.1:1521 gate\n\tlogin="a"\n\trequest="select 1"\n',
+    )
+    assert main([path, "configtest"]) == 0
+    err = capsys.readouterr().err
+    assert f"{path}:1:1: the oracle check needs the python-oracledb driver" in err
+    assert "pip install 'ldirectord[oracle]'" in err

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 from ldirectord.cli import CliOptions
 from ldirectord.config import load
 from ldirectord.config.model import (
+    CheckType,
     Config,
     DaemonStatus,
     Fallback,
@@ -189,6 +191,20 @@ def summary(config: Config) -> str:
     )
 
 
+def environment_warnings(config: Config) -> list[str]:
+    """Problems of this machine rather than of the file, e.g. a check's missing driver."""
+    from ldirectord.checks.sql import driver_problem  # lazy: only configtest pays for it
+
+    out = []
+    for v in config.virtuals:
+        if v.check.checktype not in (CheckType.NEGOTIATE, CheckType.COMBINED):
+            continue
+        problem = driver_problem(v.check.service)
+        if problem:
+            out.append(f"{v.location}: {problem}")
+    return out
+
+
 def _write(stream: Any, text: str) -> None:
     stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
@@ -205,6 +221,9 @@ def configtest(opts: CliOptions) -> int:
                 _write(sys.stderr, problem.render() + "\n")
             _write(sys.stderr, f"{len(exc.problems)} error(s): configuration not valid\n")
         return EXIT_CONFIG_ERROR
+    extra = environment_warnings(config)
+    if extra:
+        config = replace(config, warnings=(*config.warnings, *extra))
     if opts.json:
         _write(sys.stdout, json.dumps(config_json(config), indent=1) + "\n")
         return 0
