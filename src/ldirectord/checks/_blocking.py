@@ -2,7 +2,7 @@
 
 Owns: the one pool those calls run in, and the accounting of threads that overran their
 check's deadline. A blocking call never holds up the event loop and is never awaited without
-a deadline: ``run_blocking`` waits for the call's future with ``asyncio.wait_for`` and the
+a deadline: ``run_blocking`` waits for the call's future under ``asyncio.timeout`` and the
 time left; when that runs out (or the check is cancelled) the thread is *abandoned* — it keeps
 its worker until the library's own socket timeouts (which callers set to the same deadline)
 let it return, and it is counted meanwhile (``abandoned_running``) and forever
@@ -73,7 +73,10 @@ class BlockingPool:
     ) -> T:
         """``fn(*args)`` in a worker; its result within ``budget`` seconds or TimeoutError.
 
-        The wait is ``asyncio.wait_for`` on the call's future. On timeout or cancellation the
+        The wait is ``asyncio.timeout`` around the call's (shielded) future, not
+        ``asyncio.wait_for``: Python 3.11's ``wait_for`` returns the result instead of raising
+        when a cancellation arrives just as the call completes, and a check task that swallowed
+        its cancellation outlived the daemon's stop. On timeout or cancellation the
         thread is abandoned (counted until it returns); its result or exception is discarded,
         and ``on_abandon`` is called (typically ``shutdown_quietly`` on the call's socket, to unblock the thread's recv,
         so a server that trickles bytes cannot hold a worker forever).
@@ -82,7 +85,8 @@ class BlockingPool:
         future = self._pool().submit(fn, *args)
         wrapped = asyncio.wrap_future(future)
         try:
-            return await asyncio.wait_for(asyncio.shield(wrapped), max(budget, 0.0))
+            async with asyncio.timeout(max(budget, 0.0)):
+                return await asyncio.shield(wrapped)
         except BaseException:
             if not future.done():
                 self._abandon(future)

@@ -1,0 +1,94 @@
+"""Backend faults: hostile real servers, each kind alone and all mixed among 500 reals.
+
+The real daemon (dry-run backend, checkinterval 1, timeouts 2 s) checks loopback reals served by
+the fleet process (tests/faults/fleet.py), a real MariaDB behind the fleet's proxies, and an
+external check script. Some reals are hostile from the start, some turn hostile while the daemon
+runs. Both halves of the promise are asserted on the measurements of tests/faults/scenario.py:
+the table (healthy reals stay, hostile ones never enter or leave within checkinterval +
+deadline + margin) and the pulse (no pause beyond the margin, the plugin OK at every poll),
+plus no zombies, no leftover processes, no fd or thread growth.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.faults.harness import Daemon, fleet
+from tests.faults.plan import KINDS, Plan
+from tests.faults.scenario import DETECTION_BOUND, PULSE_MARGIN, Report, run_backend
+from tests.helpers.servers import Running
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+FD_SLACK = 8  # fds: end-of-run window max may exceed the start window max by this much
+THREAD_SLACK = 2
+
+
+def assert_promise(report: Report, plan: Plan, *, max_threads: int) -> None:
+    summary = report.summary()
+    # half 1: the daemon keeps checking and the table stays right
+    assert not report.healthy_flaps, f"healthy reals left the table: {report.healthy_flaps}"
+    assert not report.dead_entered, f"hostile reals entered the table: {report.dead_entered}"
+    assert not report.undetected, f"still in the table: {report.undetected} ({summary})"
+    slow = {k: round(v, 2) for k, v in report.detection.items() if v > DETECTION_BOUND}
+    assert not slow, f"left the table later than {DETECTION_BOUND} s: {slow}"
+    # half 2: the pulse tells the truth (here: that all is well)
+    assert report.pulse_max_gap <= PULSE_MARGIN, summary
+    assert report.plugin, "the plugin was never polled"
+    assert not report.plugin_bad, f"plugin not OK: {report.plugin_bad[:3]} ({summary})"
+    # hygiene: reaped children, nothing left behind, no growth
+    assert not report.zombies_persistent, f"zombie children: {report.zombies_persistent}"
+    assert not report.leftovers, f"processes left behind: {report.leftovers}"
+    assert report.fds_end <= report.fds_start + FD_SLACK, summary
+    assert report.threads_end <= max(report.threads_start + THREAD_SLACK, max_threads), summary
+    assert max(report.threads) <= max_threads, summary
+    assert report.stop_rc == 0, summary
+
+
+#: threads: main, stall detector, pulse writer, resolver/maintenance helpers, plus the bounded
+#: pool of blocking checks (16, SQL) — a ceiling, not a target.
+BASE_THREADS = 6
+SQL_POOL = 16
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_fault_alone(
+    kind: str,
+    tmp_path: Path,
+    daemon: Daemon,
+    mariadb: Running,
+    cert: tuple[Path, Path],
+) -> None:
+    """One virtual: 3 healthy reals, 2 hostile from the start, 2 that turn hostile."""
+    plan = Plan(tmp_path, mysql_port=mariadb.port("mysql"))
+    plan.add(kind, healthy=3, dead=2, dies=2)
+    plan.prepare()
+    with fleet(plan.listeners, *cert) as running:
+        daemon.write_config(plan.config_body())
+        report = run_backend(plan, daemon, running, warmup=0.5, window=1.0, observe=1.0)
+    print(kind, report.summary())
+    assert_promise(report, plan, max_threads=BASE_THREADS + SQL_POOL)
+
+
+def test_all_faults_mixed_among_500_reals(
+    tmp_path: Path,
+    daemon: Daemon,
+    mariadb: Running,
+    cert: tuple[Path, Path],
+) -> None:
+    """500 reals in 8 virtual services, every fault at once; 80 hostile from the start, 45 turn
+    hostile while running, 370 healthy stay."""
+    plan = Plan(tmp_path, mysql_port=mariadb.port("mysql"))
+    plan.add("hang", healthy=295, dead=10, dies=10)  # the big web pool
+    for kind in ("trickle", "reset", "garbage", "tls_hang", "dns_black_hole", "external_stubborn"):
+        plan.add(kind, healthy=10, dead=10, dies=5)
+    plan.add("mysql_stall", healthy=20, dead=10, dies=5)
+    plan.prepare()
+    assert len(plan.reals()) == 500
+    with fleet(plan.listeners, *cert) as running:
+        daemon.write_config(plan.config_body())
+        report = run_backend(plan, daemon, running, warmup=3.0, window=2.0, observe=5.0)
+    print("mixed", report.summary())
+    assert_promise(report, plan, max_threads=BASE_THREADS + SQL_POOL)
