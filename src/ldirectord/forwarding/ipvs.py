@@ -32,7 +32,22 @@ pyroute2 0.9.7 problems handled here (../shared/docs/real-ipvs.md lists the firs
   *root* logger at error level unless the socket's ``module_err_level`` is lowered, which we do
   (usable() says why instead);
 - Found here: a request cancelled by a deadline leaves its late answer queued on the socket;
-  after any deadline or socket error the socket is closed and a fresh one opened on next use.
+  after any deadline, cancellation or socket error the socket is closed and a fresh one is
+  opened on next use;
+- Found here: a value that does not fit its attribute (weight or threshold >= 2**32, port >
+  65535) makes pyroute2's encoder log a traceback at ERROR level and raise struct.error (not
+  NetlinkError): ranges are checked before sending and refused as BackendError(EINVAL). The
+  kernel itself answers ERANGE for a weight above INT_MAX and for l-threshold > u-threshold;
+- Found here: ``AsyncIPVS.close()`` must be called (the transport is per thread and is not
+  released by garbage collection without a ResourceWarning).
+
+Kernel facts the contract tests pinned (Debian's UML 6.1): the ESRCH/ENOENT split (missing
+service / missing dest or unknown scheduler); a real on a local address keeps its method (no
+"Local" shown for 127.0.0.1 on 6.1); no ``twos`` scheduler before 6.2; ipvsadm rewrites a
+gate/ipip real's port to the service's port, the kernel does not (engine/desired.py does it).
+
+Apply semantics: an add that meets an existing entry becomes an edit; a delete of what is gone
+is done; an edit of what is gone is refused (ESRCH/ENOENT), never turned into an add.
 """
 
 from __future__ import annotations

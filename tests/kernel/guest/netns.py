@@ -13,6 +13,7 @@ import concurrent.futures
 import ctypes
 import http.client
 import os
+import socketserver
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -67,6 +68,16 @@ class _NameHandler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(): a reverse DNS lookup that hangs for
+        # seconds in a namespace without a resolver. The name is never used here.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "localhost", self.server_address[1]
+
+
 class NameServer:
     """A real HTTP server in namespace ``ns`` (port 80 by default) answering its own name."""
 
@@ -78,8 +89,7 @@ class NameServer:
 
     def start(self) -> None:
         def make() -> ThreadingHTTPServer:
-            server = ThreadingHTTPServer(("0.0.0.0", self.port), _NameHandler)
-            server.daemon_threads = True
+            server = _Server(("0.0.0.0", self.port), _NameHandler)
             server.answer = self.ns.encode()  # type: ignore[attr-defined]
             return server
 

@@ -7,6 +7,7 @@ ldirectord reads it, with --thresholds and --persistent-conn) must say the same.
 from __future__ import annotations
 
 import errno
+import sys
 from dataclasses import replace
 
 import pytest
@@ -277,3 +278,17 @@ async def test_a_table_made_by_ipvsadm_dumps_normalised(backend: IpvsBackend) ->
         ),
     )
     await check(backend, expected)
+
+
+async def test_usable_as_root_and_why_not_without_cap_net_admin(backend: IpvsBackend) -> None:
+    from ldirectord.forwarding.ipvs import usable
+    from tests.kernel.guest.conftest import sh
+
+    assert await usable() is None
+    assert await backend.usable() is None
+    code = "import asyncio; from ldirectord.forwarding.ipvs import usable; print(asyncio.run(usable()))"
+    out = sh(
+        "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps=-all",
+        sys.executable, "-c", code,
+    )  # fmt: skip
+    assert "CAP_NET_ADMIN" in out
