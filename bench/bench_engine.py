@@ -41,6 +41,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -272,7 +273,7 @@ async def scale(reals: int, seconds: float, warmup: float, interval: float = 1.0
         await d.start()
         ok = await d.wait_first_checks(timeout + 5)
         await asyncio.sleep(warmup)
-        d.scheduler.stats.lateness.clear()
+        d.scheduler.stats.lateness = deque(maxlen=int(reals / interval * seconds * 1.5))
         c0, t0, n0 = cpu_seconds(), time.monotonic(), sink.checks
         s0, w0 = proc_cpu_seconds(lis.proc.pid) or 0.0, runqueue_wait()
         await asyncio.sleep(seconds)

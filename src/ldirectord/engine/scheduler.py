@@ -126,8 +126,8 @@ def ensure_fd_limit(n_targets: int) -> str | None:
 class SchedulerStats:
     completed: int = 0
     errors: int = 0  # checks (or result handlers) that raised despite guarded()
-    #: seconds each check started after its planned time (bounded sample, for benchmarks)
-    lateness: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    #: seconds each of the latest checks started after its planned time (benchmarks, status)
+    lateness: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 #: deliver(key, outcome, forced) -> whether a fast re-check is wanted
