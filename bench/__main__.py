@@ -122,12 +122,12 @@ def header(quick: bool, started: datetime, took: float) -> str:
 
 
 def _pick(section: Section | None, **match: object) -> Row | None:
-    if section is None or not section.rows:
+    if section is None:
         return None
     for row in section.rows:
-        if all(str(row.get(k)).startswith(str(v)) for k, v in match.items()):
+        if all(fmt_num(row.get(k)).startswith(fmt_num(v)) for k, v in match.items()):
             return row
-    return section.rows[-1]
+    return None
 
 
 def _daemons(row: Row) -> str:
@@ -135,27 +135,32 @@ def _daemons(row: Row) -> str:
     return ", ".join(f"{name} {row.get(name + ' s', '–')}" for name in names)
 
 
+def _seconds(value: object) -> str:
+    return f"{value:.2f} s" if isinstance(value, float) else str(value)
+
+
 def summary(done: dict[str, Section]) -> str:
     """The headline figures, pulled from the tables of this run."""
     lines = []
-    row = _pick(done.get("detection"), N=1000, hung=100)
-    if row:
-        lines.append(
-            f"- Dead real detected (N={row['N']}, {row['hung']} hung), s: {_daemons(row)}."
-        )
-    row = _pick(done.get("startup"), N=1000, hung=500)
-    if row:
-        lines.append(
-            f"- Start-up to a full table (N={row['N']}, {row['hung']} hung), s: {_daemons(row)}."
-        )
+    for n, hung in ((100, 10), (1000, 100)):
+        row = _pick(done.get("detection"), N=f"{n:,}", hung=hung)
+        if row:
+            lines.append(
+                f"- A dead real leaves the table (N = {fmt_num(row['N'])}, {row['hung']} hung), s: "
+                f"{_daemons(row)}."
+            )
+    for n, hung in ((100, 50), (1000, 500)):
+        row = _pick(done.get("startup"), N=f"{n:,}", hung=hung)
+        if row:
+            lines.append(
+                f"- Start-up until every healthy real is in (N = {fmt_num(row['N'])}, {row['hung']} hung),"
+                f" s: {_daemons(row)}."
+            )
     reload = done.get("reload")
-    if reload and reload.rows:
-        parts = [
-            f"{r.get('daemon')} {fmt_num(r.get('wall s'))} s ({r.get('changes logged')} change(s))"
-            for r in reload.rows
-        ]
+    for row in reload.rows if reload else []:
         lines.append(
-            f"- Reload, {reload.rows[0].get('N'):,} reals, one changed: " + ", ".join(parts) + "."
+            f"- Reload, {row.get('N'):,} reals, one changed: {row.get('daemon')} "
+            f"{_seconds(row.get('wall s'))}, {fmt_num(row.get('changes logged'))} table change(s)."
         )
     if not lines:
         return ""
