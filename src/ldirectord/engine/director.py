@@ -49,7 +49,7 @@ from ldirectord.engine.fallback import FallbackCommands, fallback_command_line
 from ldirectord.engine.maintenance import MaintenanceDir
 from ldirectord.engine.members import Member, members_of, policy_for, probe_for
 from ldirectord.engine.reconcile import Planned, Tag, diff_service, drain_service
-from ldirectord.engine.scheduler import ProbeKey, Scheduler, ensure_fd_limit
+from ldirectord.engine.scheduler import ProbeKey, Scheduler, ensure_fd_limit, fd_weight
 from ldirectord.engine.snapshot import DirectorSnapshot, RealSnapshot, VirtualSnapshot
 from ldirectord.forwarding.base import AddDest, Backend, Dest, EditDest, KernelTable, ServiceKey
 from ldirectord.forwarding.dryrun import DryRunBackend
@@ -307,7 +307,8 @@ class Director:
         }
         if new - {k for k in new if k.target.kind is CheckType.OFF}:
             self._first_done.clear()
-        if fds := ensure_fd_limit(len(wanted)) if self._raise_fd_limit else None:
+        need = sum(fd_weight(k) for k in wanted)
+        if fds := ensure_fd_limit(need) if self._raise_fd_limit else None:
             self._log(f"Warning: {fds}")
         self._scheduler.sync(wanted)
         self._check_first_done()

@@ -99,8 +99,15 @@ def fds_needed(n_targets: int) -> int:
     return n_targets + FD_MARGIN
 
 
+def fd_weight(key: ProbeKey) -> int:
+    """File descriptors one check holds while in flight: a socket, or for external checks
+    the pipes and pidfd of a child process."""
+    return 4 if key.target.kind in _EXTERNAL else 1
+
+
 def ensure_fd_limit(n_targets: int) -> str | None:
-    """Raise RLIMIT_NOFILE's soft limit to what ``n_targets`` checks in flight need.
+    """Raise RLIMIT_NOFILE's soft limit to what ``n_targets`` checks in flight need
+    (``n_targets``: the sum of fd_weight over the probes).
 
     Returns a warning when the hard limit is too low (checks may then fail with EMFILE, which
     they report as down; nothing hangs), else None.
@@ -115,8 +122,8 @@ def ensure_fd_limit(n_targets: int) -> str | None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
     if hard != resource.RLIM_INFINITY and hard < need:
         return (
-            f"{n_targets} check targets need about {need} file descriptors but the hard "
-            f"limit is {hard}: raise it (ulimit -Hn, systemd LimitNOFILE=) or checks may fail "
+            f"the checks need about {need} file descriptors but the hard limit is "
+            f"{hard}: raise it (ulimit -Hn, systemd LimitNOFILE=) or checks may fail "
             "with 'Too many open files'"
         )
     return None
