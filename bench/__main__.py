@@ -21,7 +21,7 @@ import traceback
 from datetime import UTC, datetime
 
 from bench import bench_daemon
-from bench.common import Row, Section, columns_of, fmt_num, machine_info
+from bench.common import Row, Section, columns_of, fmt_num, load_average, machine_info
 
 REPO = bench_daemon.REPO
 OUTPUT = os.path.join(REPO, "BENCHMARKS.md")
@@ -100,8 +100,8 @@ def _guarded(key: str, quick: bool, done: dict[str, Section]) -> None:
         done[key] = Section(key, key, "", error=f"{type(exc).__name__}: {exc}")
 
 
-def header(quick: bool, started: datetime, took: float) -> str:
-    info = machine_info()
+def header(quick: bool, started: datetime, took: float, info: dict[str, str]) -> str:
+    info = info | {"load average at end": load_average()}
     lines = [
         "# Benchmarks",
         "",
@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or ORDER:
         wanted += ALIASES.get(name, (name,))
     started, began = datetime.now(UTC), time.monotonic()
+    info = machine_info()
     done: dict[str, Section] = {}
     for key in (k for k in ORDER if k in wanted):
         if key in done:
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             error = f" — {done[key].error}" if done[key].error else ""
             log(f"{key}: {done[key].seconds:.0f} s{error}")
     sections = {k: done[k] for k in ORDER if k in done and k in wanted}
-    head = header(args.quick, started, time.monotonic() - began)
+    head = header(args.quick, started, time.monotonic() - began, info)
     head += "\n" + summary(sections)
     sys.stdout.write(head + "\n" + "\n".join(s.render() for s in sections.values()))
     if not args.no_write:
