@@ -476,7 +476,7 @@ def reload_section(quick: bool, log: Callable[[str], None]) -> Section:
             reason = unavailable or (None if daemon == "ours" else anchor_available(daemon))
             row, walls[daemon] = _reload_row(daemon, n, reloads, reason)
             rows.append(row)
-            log(f"  reload {daemon:<10} N={n} wall={row['wall s']} fill={row['fill s']}")
+            log(f"  reload {daemon:<10} N={n} wall={row['wall s']} fill={row.get('fill s')}")
         ours, ka = walls.get("ours"), walls.get("keepalived")
         if ours is not None and ka:
             notes.append(f"Reload wall time at N = {n:,}, ours ÷ keepalived: {ours / ka:.2f}×.")
