@@ -297,3 +297,23 @@ async def test_usable_says_why_not_when_there_is_no_ipvs() -> None:
     assert "CAP_NET_ADMIN" in (await backend.usable() or "")
     backend, _ = backend_with(lambda kind, cmd: [])
     assert await backend.usable() is None
+
+
+@pytest.mark.asyncio
+async def test_malformed_services_are_refused_before_anything_is_sent() -> None:
+    backend, conn = backend_with(lambda kind, cmd: [])
+    v6 = ServiceKey(Protocol.TCP, Family.INET6, "fd00::1", 80)
+    for bad in (
+        ServiceSpec(TCP4, sched_flags=frozenset({"sh-nonsense"})),
+        ServiceSpec(TCP4, netmask="255.255.255.300"),
+        ServiceSpec(v6, netmask="129"),
+        ServiceSpec(ServiceKey(Protocol.TCP, Family.INET, "fd00::1", 80)),
+        ServiceSpec(ServiceKey(Protocol.TCP, Family.INET, "not-an-ip", 80)),
+        ServiceSpec(TCP4, persistent=2**32),
+    ):
+        with pytest.raises(BackendError) as info:
+            await backend.apply(AddService(bad))
+        assert info.value.errno == errno.EINVAL
+    with pytest.raises(BackendError):
+        await backend.apply(AddDest(TCP4, Dest(DestKey("10.2.0.x", 80), Method.GATE)))
+    assert conn.calls == []

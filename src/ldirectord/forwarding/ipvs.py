@@ -302,7 +302,7 @@ class IpvsBackend:
 
     async def _apply(self, op: Op) -> None:
         """Send op; on failure look at the table and converge, at most ``attempts`` sends."""
-        _check_ranges(op)
+        _validate(op)
         current: Op = op
         failure: BackendError | None = None
         for attempt in range(1, self._attempts + 1):
@@ -423,20 +423,35 @@ def _dest_obj(dest: Dest) -> Any:
 _U16, _U32 = 0xFFFF, 0xFFFFFFFF
 
 
-def _check_ranges(op: Op) -> None:
-    """Refuse values the netlink attributes cannot carry (pyroute2 would log and raise
-    struct.error from deep inside its encoder) as the kernel refuses bad values: EINVAL."""
-    numbers: list[tuple[str, int, int]] = []
+def _validate(op: Op) -> None:
+    """Refuse what the netlink attributes cannot carry, as the kernel refuses bad values
+    (BackendError, EINVAL), before anything is sent: pyroute2 would log a traceback and raise
+    struct.error, OSError or ValueError from deep inside its encoder."""
+    try:
+        _check_values(op)
+    except ValueError as exc:
+        raise BackendError(f"{command_for(op)}: {exc}", op=op, errno=errno.EINVAL) from None
+
+
+def _check_values(op: Op) -> None:
     key = (
         op.spec.key
         if isinstance(op, AddService | EditService)
         else (op.key if isinstance(op, DeleteService) else op.service)
     )
-    numbers += [("port", key.port, _U16), ("fwmark", key.fwmark or 0, _U32)]
+    numbers = [("port", key.port, _U16), ("fwmark", key.fwmark or 0, _U32)]
+    if key.address is not None:
+        _check_address(key.address, key.family)
     if isinstance(op, AddService | EditService):
         numbers.append(("persistence timeout", op.spec.persistent or 0, _U32))
+        sched_flag_bits(op.spec.sched_flags)
+        if op.spec.key.family is Family.INET:
+            ipaddress.IPv4Address(op.spec.netmask)
+        elif not 1 <= int(op.spec.netmask) <= 128:
+            raise ValueError(f"IPv6 netmask {op.spec.netmask} out of range 1..128")
     if isinstance(op, AddDest | EditDest):
         d = op.dest
+        _check_address(d.key.address, None)
         numbers += [
             ("real port", d.key.port, _U16),
             ("weight", d.weight, _U32),
@@ -444,11 +459,17 @@ def _check_ranges(op: Op) -> None:
             ("l-threshold", d.lower, _U32),
         ]
     if isinstance(op, DeleteDest):
+        _check_address(op.dest.address, None)
         numbers.append(("real port", op.dest.port, _U16))
     for name, value, limit in numbers:
         if not 0 <= value <= limit:
-            msg = f"{command_for(op)}: {name} {value} out of range 0..{limit}"
-            raise BackendError(msg, op=op, errno=errno.EINVAL)
+            raise ValueError(f"{name} {value} out of range 0..{limit}")
+
+
+def _check_address(address: str, family: Family | None) -> None:
+    parsed = ipaddress.ip_address(address)  # ValueError for anything but an IP literal
+    if family is not None and (parsed.version == 6) != (family is Family.INET6):
+        raise ValueError(f"{address} is not an {family.value} address")
 
 
 def _request(op: Op) -> _Call:
