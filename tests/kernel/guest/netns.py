@@ -81,8 +81,8 @@ class _Server(ThreadingHTTPServer):
 class NameServer:
     """A real HTTP server in namespace ``ns`` (port 80 by default) answering its own name."""
 
-    def __init__(self, ns: str, port: int = 80) -> None:
-        self.ns, self.port = ns, port
+    def __init__(self, ns: str, port: int = 80, answer: str | None = None) -> None:
+        self.ns, self.port, self.answer = ns, port, answer or ns
         self._thread_ns = NsThread(ns)
         self._server: ThreadingHTTPServer | None = None
         self._serving: threading.Thread | None = None
@@ -90,7 +90,7 @@ class NameServer:
     def start(self) -> None:
         def make() -> ThreadingHTTPServer:
             server = _Server(("0.0.0.0", self.port), _NameHandler)
-            server.answer = self.ns.encode()  # type: ignore[attr-defined]
+            server.answer = self.answer.encode()  # type: ignore[attr-defined]
             return server
 
         self._server = self._thread_ns.run(make)

@@ -43,6 +43,7 @@ def config_text(
     quiescent: bool = False,
     cleanstop: bool = True,
     weights: tuple[int, int] = (1, 1),
+    fallback: str = "",
 ) -> str:
     return f"""checkinterval=1
 checktimeout=2
@@ -59,7 +60,7 @@ virtual={VIP}:80
 \tscheduler=wrr
 \tprotocol=tcp
 \tchecktype=negotiate
-"""
+{fallback}"""
 
 
 class Recording:
@@ -96,12 +97,14 @@ async def running(text: str, backend: Recording | None = None) -> AsyncIterator[
 
 
 def reals_in(table: KernelTable) -> dict[str, tuple[Method, int]]:
-    """rs name → (method, weight) for the VIP's dests in table."""
+    """rs name (else ip:port) → (method, weight) for the VIP's dests in table."""
     entry = table.services.get(SERVICE)
     if entry is None:
         return {}
     names = {v: k for k, v in RS.items()}
-    return {names[k]: (d.method, d.weight) for k, d in entry.dests.items()}
+    return {
+        names.get(k, f"{k.address}:{k.port}"): (d.method, d.weight) for k, d in entry.dests.items()
+    }
 
 
 async def wait_reals(want: dict[str, tuple[Method, int]], timeout: float = CONVERGE) -> float:
@@ -287,3 +290,26 @@ async def test_every_real_dead_then_back(servers: dict[str, NameServer], client:
         servers["rs2"].start()
         await wait_reals({"rs2": (Method.MASQ, 1)})
         assert await requests(client) == {"rs2": 20}
+
+
+async def test_the_fallback_server_takes_over_when_every_real_is_dead(
+    servers: dict[str, NameServer], client: Client
+) -> None:
+    sorry = NameServer("rs2", port=8080, answer="sorry")
+    sorry.start()
+    fallback = DestKey("10.10.0.12", 8080)
+    try:
+        text = config_text("masq", fallback="\tfallback=10.10.0.12:8080 masq\n")
+        async with running(text):
+            await wait_reals({"rs1": (Method.MASQ, 1), "rs2": (Method.MASQ, 1)})
+            for server in servers.values():
+                server.stop()
+            await wait_reals({"10.10.0.12:8080": (Method.MASQ, 1)})  # weight 1, thresholds 0
+            entry = read_table().services[SERVICE]
+            assert entry.dests[fallback] == Dest(fallback, Method.MASQ, weight=1, upper=0, lower=0)
+            assert await requests(client) == {"sorry": 20}
+            servers["rs1"].start()
+            await wait_reals({"rs1": (Method.MASQ, 1)})  # and the fallback is gone again
+            assert await requests(client) == {"rs1": 20}
+    finally:
+        sorry.close()
