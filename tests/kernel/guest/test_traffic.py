@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -313,3 +314,51 @@ async def test_the_fallback_server_takes_over_when_every_real_is_dead(
             assert await requests(client) == {"rs1": 20}
     finally:
         sorry.close()
+
+
+TABLE_CHANGE = re.compile(r"\b(Added|Changed|Purged|Restored|Quiescent|Deleted|Removed)\b")
+
+
+def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Our daemon in the foreground (-d) with the IPVS backend, in its own process group."""
+    argv = [sys.executable, "-m", "ldirectord", "-d", "--backend", "ipvs", str(config), "start"]
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill9(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+async def test_the_daemon_killed_9_and_started_again_changes_nothing(
+    servers: dict[str, NameServer], client: Client, tmp_path: Path
+) -> None:
+    config = tmp_path / "ldirectord.cf"
+    config.write_text(config_text("masq", cleanstop=False))
+    both = {"rs1": (Method.MASQ, 1), "rs2": (Method.MASQ, 1)}
+    first = start_daemon(config, tmp_path / "first.log")
+    try:
+        await wait_reals(both)
+    finally:
+        kill9(first)
+    kept = client.keepalive()
+    answer = kept.get()
+    before = read_table()
+
+    second_log = tmp_path / "second.log"
+    second = start_daemon(config, second_log)
+    try:
+        await asyncio.sleep(5)  # start-up and several check rounds (1 s interval)
+        assert second.poll() is None, second_log.read_text()
+        assert read_table() == before
+        assert kept.get() == answer  # the established connection went on working
+        assert await requests(client) == {"rs1": 10, "rs2": 10}
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+        kept.close()
+    assert TABLE_CHANGE.search((tmp_path / "first.log").read_text())  # the wording is seen
+    changes = [line for line in second_log.read_text().splitlines() if TABLE_CHANGE.search(line)]
+    assert changes == [], second_log.read_text()
+    assert read_table() == before  # SIGTERM without cleanstop leaves the table too
