@@ -13,6 +13,7 @@ dotless names is not done: the name is queried as written (absolute).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 import dns.asyncquery
@@ -70,11 +71,15 @@ async def _ask(query: dns.message.Message, target: CheckTarget) -> dns.message.M
     while True:  # bounded by the check's deadline (guarded)
         set_phase("querying over UDP")
         try:
-            reply, _ = await dns.asyncquery.udp_with_fallback(
-                query, target.host, port=target.port, timeout=RETRY_AFTER
-            )
+            # Our own timeout, not dnspython's: its asyncio backend uses Python 3.11's
+            # wait_for, which swallows a cancellation that arrives as the answer does (the
+            # check task then outlived the daemon's stop, and asyncio.run never returned).
+            async with asyncio.timeout(RETRY_AFTER):
+                reply, _ = await dns.asyncquery.udp_with_fallback(
+                    query, target.host, port=target.port, timeout=None
+                )
             return reply
-        except dns.exception.Timeout:
+        except TimeoutError:
             query.id = dns.entropy.random_16()  # a fresh id: a late answer to the old one is junk
 
 
