@@ -32,6 +32,7 @@ from ldirectord.config.values import (
     perl_true,
     quoted,
     read_emailalert,
+    read_extension,
     unknown_hint,
     value_hint,
 )
@@ -99,6 +100,10 @@ class VirtualDraft:
     monitorfile: str | None = None
     servicename: str | None = None
     comment: str | None = None
+    #: Our extensions (None = the global value); fastinterval_loc for the warning.
+    rise: int | None = None
+    fastinterval: int | None = None
+    fastinterval_loc: Location | None = None
 
 
 Handler = Callable[[VirtualDraft, Directive, Problems, Environment], None]
@@ -368,6 +373,17 @@ def _text(attr: str) -> Handler:
     return handle
 
 
+def _extension(v: VirtualDraft, d: Directive, problems: Problems, env: Environment) -> None:
+    assert d.name is not None
+    number = read_extension(d.name, d.value, d.value_loc, problems, in_block=True)
+    if number is None:
+        return
+    if d.name == "rise":
+        v.rise = number
+    else:
+        v.fastinterval, v.fastinterval_loc = number, d.value_loc
+
+
 def _deprecated_connecttimeout(
     v: VirtualDraft, d: Directive, problems: Problems, env: Environment
 ) -> None:
@@ -416,4 +432,7 @@ HANDLERS: dict[str, Handler] = {
     "smtp": _first(r"^([0-9A-Za-z._+-]+)", "smtp", "invalid SMTP server address"),
     "servicename": _text("servicename"),
     "comment": _text("comment"),
+    # our extensions (values.EXTENSIONS), not ldirectord's
+    "rise": _extension,
+    "fastinterval": _extension,
 }

@@ -19,12 +19,14 @@ from ldirectord.config.model import ALL_ALERT_STATUSES, Fallback, Family, Global
 from ldirectord.config.parser import Directive, RawConfig
 from ldirectord.config.servers import parse_fallback, resolve_fallback
 from ldirectord.config.values import (
+    EXTENSIONS,
     Problems,
     first_digits,
     parse_alert_status,
     perl_true,
     quoted,
     read_emailalert,
+    read_extension,
     unknown_hint,
     value_hint,
 )
@@ -54,6 +56,8 @@ class GlobalDraft:
     fallback: dict[Family, tuple[Fallback, Fallback]] = field(default_factory=dict)
     execute: list[str] = field(default_factory=list)
     logfile: tuple[str, Location] | None = None
+    #: Where each extension (rise=, fastinterval=) was last written, for warnings.
+    extension_locs: dict[str, Location] = field(default_factory=dict)
 
 
 def _error(problems: Problems, d: Directive, message: str) -> None:
@@ -95,6 +99,11 @@ def _global(g: GlobalDraft, d: Directive, problems: Problems, env: Environment) 
             )
         if number is not None:
             g.values[name] = number
+    elif name in EXTENSIONS:
+        number = read_extension(name, value, d.value_loc, problems, in_block=False)
+        if number is not None:
+            g.values[name] = number
+            g.extension_locs[name] = d.value_loc
     elif name in _FLAGS:
         if value in ("yes", "no"):
             g.values[name] = value == "yes"
@@ -210,6 +219,7 @@ _GLOBAL_NAMES = frozenset(
     {*_NUMBERS, *_FLAGS, "fallback", "fallback6", "fallbackcommand", "emailalertfrom"}
     | {"maintenancedir", "callback", "logfile", "execute", "supervised", "emailalert"}
     | {"emailalertfreq", "emailalertstatus", "smtp", "connecttimeout", "timeout"}
+    | EXTENSIONS
 )
 
 
@@ -278,7 +288,13 @@ def build_globals(g: GlobalDraft, problems: Problems, env: Environment) -> Globa
         supervised=_get(v, "supervised", bool, False),
         smtp=_get(v, "smtp", str, None),
         execute=tuple(g.execute),
+        rise=_get(v, "rise", int, 1),
+        fastinterval=_optional_float(v.get("fastinterval")),
     )
+
+
+def _optional_float(value: object) -> float | None:
+    return float(value) if isinstance(value, int) else None
 
 
 def _check_logfile(path: str, loc: Location, problems: Problems, env: Environment) -> None:

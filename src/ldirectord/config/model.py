@@ -210,6 +210,10 @@ class GlobalConfig:
     supervised: bool = False
     smtp: str | None = None
     execute: tuple[str, ...] = ()
+    #: Our extensions (rise=, fastinterval= in column 0), the defaults of every virtual's
+    #: CheckSpec.rise / CheckSpec.fastinterval; see docs/engine.md.
+    rise: int = 1
+    fastinterval: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +222,9 @@ class Config:
     globals: GlobalConfig
     virtuals: tuple[VirtualService, ...]
     warnings: tuple[str, ...] = ()
+    #: The extension directives the file uses (sorted), e.g. ("fastinterval", "rise"): Perl
+    #: ldirectord would reject such a file.
+    extensions: tuple[str, ...] = ()
 
 
 #: Port → service, as ldirectord's ld_port_to_service (reference §1.5).

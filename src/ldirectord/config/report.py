@@ -80,6 +80,8 @@ def globals_json(g: GlobalConfig) -> dict[str, Any]:
         "readdquiescent": _yes_no(g.readdquiescent),
         "smtp": g.smtp,
         "supervised": _yes_no(g.supervised),
+        "rise": g.rise,
+        "fastinterval": None if g.fastinterval is None else _number(g.fastinterval),
     }
 
 
@@ -135,6 +137,8 @@ def virtual_json(v: VirtualService) -> dict[str, Any]:
         "checkcount": check.checkcount,
         "failurecount": check.failurecount,
         "checkinterval": _number(check.checkinterval),
+        "rise": check.rise,
+        "fastinterval": None if check.fastinterval is None else _number(check.fastinterval),
         "fallbackcommand": v.fallbackcommand,
         "quiescent": _yes_no(v.quiescent),
         "cleanstop": _yes_no(v.cleanstop),
@@ -154,6 +158,7 @@ def config_json(config: Config) -> dict[str, Any]:
         "globals": globals_json(config.globals),
         "virtuals": [virtual_json(v) for v in config.virtuals],
         "warnings": list(config.warnings),
+        "extensions": list(config.extensions),
     }
 
 
@@ -182,12 +187,18 @@ def summary(config: Config) -> str:
     parts += [f"{v6} IPv6"] if v6 else []
     kinds = f" ({', '.join(parts)})" if parts else ""
     warnings = len(config.warnings)
+    extensions = ""
+    if config.extensions:
+        extensions = (
+            f" Uses our extension{'' if len(config.extensions) == 1 else 's'} "
+            f"{', '.join(config.extensions)}: Perl ldirectord would reject this file."
+        )
     return (
         f"{config.path}: configuration OK: {len(virtuals)} virtual service"
         f"{'' if len(virtuals) == 1 else 's'}{kinds} with {reals} real server"
         f"{'' if reals == 1 else 's'}; checkinterval {_number(config.globals.checkinterval)} s, "
         f"quiescent={_yes_no(config.globals.quiescent)}, fork={_yes_no(config.globals.fork)}; "
-        f"{warnings} warning{'' if warnings == 1 else 's'}.\n"
+        f"{warnings} warning{'' if warnings == 1 else 's'}.{extensions}\n"
     )
 
 

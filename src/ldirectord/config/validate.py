@@ -24,7 +24,7 @@ from ldirectord.config.model import (
     VirtualService,
 )
 from ldirectord.config.parser import RawConfig
-from ldirectord.config.values import Problems
+from ldirectord.config.values import EXTENSIONS, Problems
 from ldirectord.config.virtual import read_virtual
 
 DEFAULT_CHECKTIMEOUT = 5
@@ -75,6 +75,8 @@ def build_virtual(v: VirtualDraft, g: GlobalConfig, gd: GlobalDraft) -> VirtualS
         checkcount=v.checkcount if v.checkcount is not None else g.checkcount,
         failurecount=v.failurecount if v.failurecount is not None else g.failurecount,
         checkinterval=interval,
+        rise=v.rise if v.rise is not None else g.rise,
+        fastinterval=float(v.fastinterval) if v.fastinterval is not None else g.fastinterval,
     )
     return VirtualService(
         family=v.family,
@@ -111,6 +113,26 @@ def _statuses(
     return theirs if mine is None else mine
 
 
+def _extensions_used(raw: RawConfig) -> tuple[str, ...]:
+    """The extension directives written (column 0 or in a block): Perl ldirectord rejects them."""
+    lines = [d for d in raw.globals if not d.text[:1].isspace()]
+    lines += [d for virtual in raw.virtuals for d in virtual.directives]
+    return tuple(sorted({d.name for d in lines if d.name in EXTENSIONS}))
+
+
+def _slow_fastinterval(
+    check: CheckSpec, loc: Location | None, what: str, problems: Problems
+) -> None:
+    if loc is None or check.fastinterval is None or check.fastinterval < check.checkinterval:
+        return
+    problems.warn(
+        loc,
+        f"fastinterval {check.fastinterval:g} s is not shorter than the checkinterval of "
+        f"{what} ({check.checkinterval:g} s): it changes nothing",
+        "fastinterval only ever shortens the wait after a failed check",
+    )
+
+
 def validate(raw: RawConfig, env: Environment, path: str) -> tuple[Config | None, Problems]:
     """Raw tree → Config (None when there is any error); every problem is in Problems."""
     problems = Problems()
@@ -138,15 +160,24 @@ def validate(raw: RawConfig, env: Environment, path: str) -> tuple[Config | None
                 f"{virtual.vid} is already defined at line {seen[virtual.vid].line}",
             )
         seen.setdefault(virtual.vid, draft.location)
+        _slow_fastinterval(
+            virtual.check, draft.fastinterval_loc, f"virtual service {virtual.vid}", problems
+        )
         if draft.checkinterval is not None and not g.fork and draft.checkinterval_loc:
             problems.warn(
                 draft.checkinterval_loc,
                 f"checkinterval in virtual service {virtual.vid} ignored when fork=no",
             )
         virtuals.append(virtual)
+    _slow_fastinterval(
+        CheckSpec(checkinterval=g.checkinterval, fastinterval=g.fastinterval),
+        gd.extension_locs.get("fastinterval"),
+        "the global section",
+        problems,
+    )
     problems.errors.sort(key=lambda p: (p.location.line, p.location.col))
     problems.warnings.sort(key=lambda p: (p.location.line, p.location.col))
     if problems.errors:
         return None, problems
     warnings = tuple(p.render() for p in problems.warnings)
-    return Config(path, g, tuple(virtuals), warnings), problems
+    return Config(path, g, tuple(virtuals), warnings, _extensions_used(raw)), problems

@@ -79,6 +79,19 @@ VIRTUAL_ONLY = frozenset(
     }
 )
 KNOWN = GLOBAL_ONLY | BOTH | VIRTUAL_ONLY | {"virtual", "virtual6"}
+#: Our own directives, valid globally and in a virtual block (the virtual's wins). They are not
+#: ldirectord's: Perl ldirectord rejects a file that uses them (docs/config.md, "Extensions").
+EXTENSIONS = frozenset({"rise", "fastinterval"})
+#: Every name a hint may point to.
+ALL_NAMES = KNOWN | EXTENSIONS
+#: The largest value an extension takes (beyond it a typo is far likelier than intent).
+MAX_EXTENSION = 999_999_999
+_EXTENSION_HINTS = {
+    "rise": "rise=N: a down real server is put back after N successful checks in a row (N >= 1)",
+    "fastinterval": (
+        "fastinterval=N: seconds between the checks of a real server that is failing or down (N >= 1)"
+    ),
+}
 #: Directives whose value ldirectord only accepts in double quotes.
 QUOTED_ONLY = frozenset(
     {"request", "receive", "login", "passwd", "database", "secret", "load", "callback", "logfile"}
@@ -103,6 +116,25 @@ def first_digits(value: str) -> str | None:
     """The first run of digits in the value, as ldirectord's ``/(\\d+)/``."""
     match = DIGITS.search(value)
     return match.group(1) if match else None
+
+
+def read_extension(
+    name: str, value: str, loc: Location, problems: Problems, *, in_block: bool
+) -> int | None:
+    """``rise=``/``fastinterval=``: the first run of digits, as ldirectord's numbers, but > 0.
+
+    Unlike ldirectord's own numbers (where "00" passes Perl's truth test), any zero is an error.
+    """
+    digits = first_digits(value)
+    significant = digits.lstrip("0") if digits is not None else ""
+    if not significant:
+        hint = value_hint(value, in_block=in_block) or _EXTENSION_HINTS[name]
+        problems.error(loc, f"invalid {name} value", hint)
+        return None
+    if len(significant) > len(str(MAX_EXTENSION)) or int(significant) > MAX_EXTENSION:
+        problems.error(loc, f"{name} value too large (at most {MAX_EXTENSION})")
+        return None
+    return int(significant)
 
 
 def perl_true(text: str | None) -> bool:
@@ -161,7 +193,7 @@ def value_hint(value: str, *, in_block: bool) -> str | None:
 
 def unknown_hint(name: str | None, text: str, *, in_block: bool) -> str | None:
     """Why a line is an "Unknown command", for the common cases."""
-    if text.endswith("\r") and text[:-1].strip() and name is not None and name in KNOWN:
+    if text.endswith("\r") and text[:-1].strip() and name is not None and name in ALL_NAMES:
         return "the file has Windows (CRLF) line endings: convert it with dos2unix"
     if not text.strip():
         return "a line of only blanks inside a virtual block: delete the blanks"
@@ -186,11 +218,11 @@ def _name_hint(name: str, text: str, *, in_block: bool) -> str | None:
         return f"{name} is only valid inside a virtual block: indent it by 4 spaces or a tab"
     if in_block and name in GLOBAL_ONLY:
         return f"{name} is a global directive: put it in column 0 outside any virtual block"
-    if name.lower() in KNOWN:
+    if name.lower() in ALL_NAMES:
         return f"directive names are lowercase: {name.lower()}"
     if name == "timeout":
         return "write checktimeout=N and/or negotiatetimeout=N"
-    close = difflib.get_close_matches(name, sorted(KNOWN), n=1, cutoff=0.8)
+    close = difflib.get_close_matches(name, sorted(ALL_NAMES), n=1, cutoff=0.8)
     if close:
         return f"did you mean {close[0]}?"
     return None
