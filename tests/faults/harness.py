@@ -129,10 +129,14 @@ class Daemon:
         lines = [f"{k}={v}" for k, v in head.items()]
         self.config.write_text("\n".join(lines) + "\n\n" + body)
 
+    def argv(self, *args: str, options: Sequence[str] = ()) -> list[str]:
+        """``ldirectord --dry-run --rundir R [options] CONFIG args...``"""
+        head = [LDIRECTORD, "--dry-run", "--rundir", str(self.rundir), *self.options, *options]
+        return [*head, str(self.config), *args]
+
     def command(self, *args: str, timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        argv = [LDIRECTORD, "--dry-run", "--rundir", str(self.rundir), *self.options]
         return subprocess.run(
-            [*argv, str(self.config), *args],
+            self.argv(*args),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -188,19 +192,27 @@ class Daemon:
 
 @dataclass
 class Sample:
-    at: float  # monotonic
+    at: float  # monotonic, when the plugin was started
     code: int
     line: str
+    wall0: float = 0.0  # wall clock when the plugin was started
+    wall1: float = 0.0  # and when it had answered
+
+    def expected(self, mtime: float) -> set[int]:
+        """The codes the plugin may rightly give if the last beat was at ``mtime`` (and none
+        came since): its age is judged at some moment between start and answer."""
+        ages = range(int(self.wall0 - mtime), int(self.wall1 - mtime) + 1)
+        return {0 if a <= WARN else 1 if a <= CRIT else 2 for a in ages}
 
 
 def run_plugin(pulse: Path, *args: str) -> Sample:
     argv = [PLUGIN, "-f", str(pulse), "-w", str(WARN), "-c", str(CRIT), *args]
-    at = time.monotonic()
+    at, wall0 = time.monotonic(), time.time()
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except subprocess.TimeoutExpired:
-        return Sample(at, -1, "plugin timed out after 30 s")
-    return Sample(at, done.returncode, done.stdout.split("\n", 1)[0])
+        return Sample(at, -1, "plugin timed out after 30 s", wall0, time.time())
+    return Sample(at, done.returncode, done.stdout.split("\n", 1)[0], wall0, time.time())
 
 
 class _Poller(threading.Thread):
