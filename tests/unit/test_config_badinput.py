@@ -134,3 +134,48 @@ def test_arbitrary_bytes_only_ever_raise_config_error(data: bytes) -> None:
 def test_arbitrary_text_only_ever_raises_config_error(text: str) -> None:
     with contextlib.suppress(ConfigError):
         parse_text(text, "t.cf", env=FakeEnv())
+
+
+def _huge_number_configs() -> list[tuple[str, str]]:
+    from ldirectord.config.values import EXTENSIONS, KNOWN
+
+    out: list[tuple[str, str]] = []
+    block = "virtual=10.0.0.1:80\n    real=10.0.0.2:80 gate\n"
+    for digits in ("9" * 400, "9" * 5000):  # beyond float(), then beyond int()'s 4300 digits
+        n = len(digits)
+        for name in sorted(KNOWN | EXTENSIONS):
+            out.append((f"global {name} {n}", f"{name}={digits}\n{block}\n"))
+            out.append((f"virtual {name} {n}", f"{block}    {name}={digits}\n\n"))
+        out += [
+            (f"fwmark {n}", f"virtual={digits}\n    real=10.0.0.2:80 gate\n\n"),
+            (f"virtual port {n}", f"virtual=10.0.0.1:{digits}\n    real=10.0.0.2:80 gate\n\n"),
+            (f"real port {n}", f"virtual=10.0.0.1:80\n    real=10.0.0.2:{digits} gate\n\n"),
+            (f"weight {n}", f"virtual=10.0.0.1:80\n    real=10.0.0.2 gate {digits}\n\n"),
+            (f"thresholds {n}", f"{block}    real=10.0.0.3 gate 1 l:{digits} u:{digits}\n\n"),
+            (
+                f"netmask6 {n}",
+                f"virtual6=[::1]:80\n    real6=[::2]:80 gate\n    netmask={digits}\n",
+            ),
+            (f"fallback {n}", f"fallback=127.0.0.1:{digits}\n{block}\n"),
+            (f"fork {n}", f"fork=yes\n{block}    checkinterval={digits}\n\n"),
+        ]
+    return out
+
+
+@pytest.mark.parametrize(("label", "text"), _huge_number_configs(), ids=lambda x: str(x)[:40])
+def test_huge_numbers_only_ever_raise_config_error(label: str, text: str) -> None:
+    with contextlib.suppress(ConfigError):
+        parse_text(text, "t.cf", env=FakeEnv())
+
+
+def test_a_huge_number_saturates_as_perl_keeps_it_huge() -> None:
+    from ldirectord.config.values import NUMBER_CAP
+
+    config = parse_text(f"checkinterval={'9' * 400}\n", "t.cf", env=FakeEnv())
+    assert config.globals.checkinterval == float(NUMBER_CAP)
+    with pytest.raises(ConfigError, match=r"checkport must be in range 1\.\.65535"):
+        parse_text(
+            f"virtual=10.0.0.1:80\n    real=10.0.0.2 gate\n    checkport={'1' * 5000}\n",
+            "t.cf",
+            env=FakeEnv(),
+        )

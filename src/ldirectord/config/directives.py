@@ -27,6 +27,7 @@ from ldirectord.config.parser import Directive
 from ldirectord.config.servers import RawFallback, parse_fallback
 from ldirectord.config.values import (
     Problems,
+    digits_value,
     first_digits,
     parse_alert_status,
     perl_true,
@@ -115,11 +116,11 @@ def _number(message: str, nonzero: bool = True) -> Callable[[Directive, Problems
         if digits is None or (nonzero and not perl_true(digits)):
             problems.error(d.value_loc, message, value_hint(d.value, in_block=d.in_block))
             return None
-        if nonzero and int(digits) == 0:
+        if nonzero and digits_value(digits) == 0:
             problems.warn(
                 d.value_loc, f"{d.name}={d.value.strip()} means 0 (accepted as ldirectord does)"
             )
-        return int(digits)
+        return digits_value(digits)
 
     return read
 
@@ -169,7 +170,7 @@ def _real(v: VirtualDraft, d: Directive, problems: Problems, env: Environment) -
 def _checktype(v: VirtualDraft, d: Directive, problems: Problems, env: Environment) -> None:
     digits = first_digits(d.value)
     if digits is not None:
-        v.checktype, v.combined_n = CheckType.COMBINED, int(digits)
+        v.checktype, v.combined_n = CheckType.COMBINED, digits_value(digits)
         return
     word = re.search(r"([\w-]+)", d.value, re.ASCII)
     if word and word.group(1) in _CHECKTYPES:
@@ -212,10 +213,10 @@ def _checkport(v: VirtualDraft, d: Directive, problems: Problems, env: Environme
     digits = first_digits(d.value)
     if digits is None:
         problems.error(d.value_loc, "invalid port", value_hint(d.value, in_block=True))
-    elif not 0 < int(digits) < 65536:
+    elif not 0 < digits_value(digits) < 65536:
         problems.error(d.value_loc, "checkport must be in range 1..65535")
     else:
-        v.checkport = int(digits)
+        v.checkport = digits_value(digits)
 
 
 def _load(v: VirtualDraft, d: Directive, problems: Problems, env: Environment) -> None:
@@ -235,7 +236,7 @@ def _first(pattern: str, attr: str, message: str, hint: str | None = None) -> Ha
             problems.error(d.value_loc, message, hint or value_hint(d.value, in_block=True))
             return
         text = match.group(1)
-        setattr(v, attr, int(text) if attr == "persistent" else text)
+        setattr(v, attr, digits_value(text) if attr == "persistent" else text)
 
     return handle
 
@@ -243,7 +244,7 @@ def _first(pattern: str, attr: str, message: str, hint: str | None = None) -> Ha
 def _netmask(v: VirtualDraft, d: Directive, problems: Problems, env: Environment) -> None:
     value = d.value
     if v.family is Family.INET6:
-        if not re.fullmatch(r"\d+", value, re.ASCII) or not 1 <= int(value) <= 128:
+        if not re.fullmatch(r"\d+", value, re.ASCII) or not 1 <= digits_value(value) <= 128:
             problems.error(
                 d.value_loc,
                 "invalid netmask: a prefix length between 1 and 128 is required",
@@ -345,7 +346,7 @@ def _emailalertfreq(v: VirtualDraft, d: Directive, problems: Problems, env: Envi
             d.value_loc, "invalid email alert frequency", value_hint(d.value, in_block=True)
         )
         return
-    v.emailalertfreq = int(digits.group(0))
+    v.emailalertfreq = digits_value(digits.group(0))
 
 
 def _emailalertstatus(v: VirtualDraft, d: Directive, problems: Problems, env: Environment) -> None:

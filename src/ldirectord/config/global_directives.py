@@ -21,6 +21,7 @@ from ldirectord.config.servers import parse_fallback, resolve_fallback
 from ldirectord.config.values import (
     EXTENSIONS,
     Problems,
+    digits_value,
     first_digits,
     parse_alert_status,
     perl_true,
@@ -67,14 +68,14 @@ def _error(problems: Problems, d: Directive, message: str) -> None:
 def _positive(d: Directive, problems: Problems, message: str, *, strict: bool) -> int | None:
     """First digit run that is Perl-true (and > 0 when ``strict``)."""
     digits = first_digits(d.value)
-    if digits is None or not perl_true(digits) or (strict and int(digits) <= 0):
+    if digits is None or not perl_true(digits) or (strict and digits_value(digits) <= 0):
         _error(problems, d, message)
         return None
-    if int(digits) == 0:
+    if digits_value(digits) == 0:
         problems.warn(
             d.value_loc, f"{d.name}={d.value.strip()} means 0 (accepted as ldirectord does)"
         )
-    return int(digits)
+    return digits_value(digits)
 
 
 _NUMBERS = {
@@ -159,7 +160,7 @@ def _global_alerts(g: GlobalDraft, d: Directive, problems: Problems) -> None:
         if digits is None or not digits.group(0):
             _error(problems, d, "invalid email alert frequency")
         else:
-            g.values["emailalertfreq"] = int(digits.group(0))
+            g.values["emailalertfreq"] = digits_value(digits.group(0))
     elif name == "emailalertstatus":
         statuses, errors = parse_alert_status(value)
         for message in errors:

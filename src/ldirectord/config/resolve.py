@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ldirectord.config.model import Family
+from ldirectord.config.values import digits_value
 
 DEFAULT_DEADLINE = 5.0
 MAX_PARALLEL = 16
@@ -52,8 +53,8 @@ def numeric_host(name: str, family: Family) -> str | None:
 def service_port(name: str, protocol: str) -> int | None:
     """ld_getservbyname: digits → the number (if < 65536), else getservbyname."""
     if _DIGITS.fullmatch(name):
-        number = int(name)
-        return number if number < 65536 else None
+        value = digits_value(name)
+        return value if value < 65536 else None
     try:
         if protocol:
             return socket.getservbyname(name, protocol)

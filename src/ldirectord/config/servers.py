@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ldirectord.config.environment import Environment
 from ldirectord.config.location import Location
 from ldirectord.config.model import Fallback, Family, Method, RealServer
-from ldirectord.config.values import Problems, perl_true, value_hint
+from ldirectord.config.values import Problems, digits_value, perl_true, value_hint
 
 _HOST = r"(?:\d+\.\d+\.\d+\.\d+|[A-Za-z0-9.-]+|\[[0-9A-fa-f:]+\])"
 _REAL = re.compile(
@@ -89,7 +89,7 @@ def _parse_flags(flags: str, loc: Location, problems: Problems) -> RealFlags | N
     lower = upper = 0
     if found := _WEIGHT.search(rest):
         _note_skipped(rest[: found.start()], loc, problems)
-        weight, rest = int(found.group(1)), found.group(2)
+        weight, rest = digits_value(found.group(1)), found.group(2)
     if found := _CHECK.search(rest):
         request, receive, rest = found.group(1), found.group(2), found.group(3)
         if request.startswith("/"):
@@ -104,9 +104,9 @@ def _parse_flags(flags: str, loc: Location, problems: Problems) -> RealFlags | N
             return RealFlags(method, weight, request, None, 0, 0)
         request = "/" + request
     if found := _LOWER.search(rest):
-        lower, rest = int(found.group(1)), found.group(2)
+        lower, rest = digits_value(found.group(1)), found.group(2)
     if found := _UPPER.search(rest):
-        upper, rest = int(found.group(1)), found.group(2)
+        upper, rest = digits_value(found.group(1)), found.group(2)
     if rest.strip(" \t\n\r\f\v"):
         hint = (
             "thresholds are written l:N u:N without quotes"

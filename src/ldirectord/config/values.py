@@ -137,6 +137,21 @@ def read_extension(
     return int(significant)
 
 
+#: Where digit runs saturate (see digits_value()); far above every range the config checks.
+NUMBER_CAP = 10**18 - 1
+
+
+def digits_value(digits: str) -> int:
+    """A run of ASCII digits as an int, saturated at NUMBER_CAP.
+
+    Perl makes a (huge) float of any digit run; Python's int() refuses more than 4300 digits
+    and float() more than 308, so an absurd value would otherwise raise instead of becoming a
+    ConfigError or an (equally absurd) accepted value, as in ldirectord.
+    """
+    significant = digits.lstrip("0")
+    return NUMBER_CAP if len(significant) > len(str(NUMBER_CAP)) else int(digits)
+
+
 def perl_true(text: str | None) -> bool:
     """Perl truthiness of a string: "" and "0" are false ("00" is true)."""
     return text is not None and text not in ("", "0")

@@ -16,7 +16,7 @@ from ldirectord.config.environment import Environment
 from ldirectord.config.model import PORT_SERVICES, Family, Service
 from ldirectord.config.parser import RawVirtual
 from ldirectord.config.servers import lookup_name, parse_real, resolve_fallback
-from ldirectord.config.values import Problems, value_hint
+from ldirectord.config.values import Problems, digits_value, value_hint
 
 _V4_PORT = re.compile(r"^(\d+\.\d+\.\d+\.\d+):([0-9A-Za-z_-]+)", re.ASCII)
 _HOST_PORT = re.compile(r"^([0-9A-Za-z._+-]+):([0-9A-Za-z_-]+)", re.ASCII)
@@ -38,7 +38,11 @@ def _header(raw: RawVirtual, problems: Problems) -> VirtualDraft:
         if value.count(":") > 1:
             draft.address_hint = "IPv6 addresses go in brackets: virtual6=[2001:db8::1]:80"
     elif fwmark := _FWMARK.match(value):
-        draft.fwmark, draft.protocol, draft.service = int(fwmark.group(1)), "fwm", Service.NONE
+        draft.fwmark, draft.protocol, draft.service = (
+            digits_value(fwmark.group(1)),
+            "fwm",
+            Service.NONE,
+        )
         draft.address_as_written = fwmark.group(1)
         if draft.fwmark == 0:
             problems.warn(raw.value_loc, "firewall mark 0 cannot be programmed into IPVS")
