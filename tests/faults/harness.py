@@ -85,6 +85,20 @@ def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def fd_targets(pid: int) -> set[str]:
+    """``fd -> target`` of every open fd (e.g. ``7->socket:[12345]``): a fd that is still the
+    same object much later has lived that long."""
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target == "anon_inode:[pidfd]":  # not unique: name it by the process it holds
+                info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+                target += next((x for x in info.splitlines() if x.startswith("Pid:")), "")
+            out.add(f"{fd}->{target}")
+    return out
+
+
 def thread_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 

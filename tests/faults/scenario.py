@@ -19,6 +19,7 @@ from tests.faults.harness import (
     Fleet,
     Sample,
     fd_count,
+    fd_targets,
     marked_processes,
     thread_count,
     wait_for,
@@ -32,6 +33,9 @@ MARGIN = 3.0  # generous: 2 busy cores shared by several sessions
 DETECTION_BOUND = CHECKINTERVAL + DEADLINE + MARGIN
 PULSE_MARGIN = 3.0  # the longest pause allowed between two beats (the plugin warns above 3 s)
 ZOMBIE_GRACE = 2.0  # a zombie child seen longer than this is a reaping bug
+#: No check holds a fd longer than its deadline (+ the TERM grace of a script): a fd opened
+#: during the run and still the same object this much later is leaked (or stuck).
+FD_LIFETIME = 2 * (CHECKINTERVAL + DEADLINE)
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Report:
     detection: dict[str, float] = field(default_factory=dict)  # real → seconds to leave
     undetected: list[str] = field(default_factory=list)
     healthy_flaps: list[str] = field(default_factory=list)  # healthy reals seen out of the table
+    flap_reasons: list[str] = field(default_factory=list)  # and their last check result
     dead_entered: list[str] = field(default_factory=list)  # hostile reals seen in the table
     plugin: list[Sample] = field(default_factory=list)
     plugin_bad: list[Sample] = field(default_factory=list)
@@ -51,6 +56,7 @@ class Report:
     fds_end: int = 0
     threads_start: int = 0
     threads_end: int = 0
+    fds_long_lived: list[str] = field(default_factory=list)  # opened in the run, never closed
     zombies_persistent: list[str] = field(default_factory=list)
     zombies_seen: int = 0
     leftovers: list[str] = field(default_factory=list)
@@ -89,6 +95,7 @@ class _Sampler:
         self.zombie_since: dict[int, float] = {}
         self.fd_window: list[int] = []
         self.thread_window: list[int] = []
+        self.fd_snapshots: list[tuple[float, set[str]]] = []
 
     def table(self) -> dict[str, dict[str, int | None]] | None:
         try:
@@ -106,6 +113,17 @@ class _Sampler:
                 return False
         return True
 
+    def reason(self, virtual: str, real: str) -> str:
+        """The last check result of a real, from the state file (diagnosis of a flap)."""
+        try:
+            for v in self.daemon.state()["virtuals"]:
+                for r in v["reals"] if v["name"] == virtual else ():
+                    if r["name"] == real:
+                        return f"{r['last_result']}: {r['last_detail']}"
+        except (OSError, ValueError, KeyError):
+            pass
+        return "?"
+
     def sample(self, broken: dict[str, float]) -> None:
         now = time.monotonic()
         table = self.table()
@@ -115,6 +133,7 @@ class _Sampler:
                 key = f"{v.name}/{r.name}"
                 if r.role == HEALTHY and weight != 1 and key not in self.report.healthy_flaps:
                     self.report.healthy_flaps.append(key)
+                    self.report.flap_reasons.append(f"{key}: {self.reason(v.name, r.name)}")
                 if r.role == DEAD and weight is not None and key not in self.report.dead_entered:
                     self.report.dead_entered.append(key)
                 if r.role == DIES and key in broken and weight is None:
@@ -124,6 +143,8 @@ class _Sampler:
             fds, threads = fd_count(pid), thread_count(pid)
         except OSError:
             return
+        with contextlib.suppress(OSError):
+            self.fd_snapshots.append((now, fd_targets(pid)))
         self.report.fds.append(fds)
         self.report.threads.append(threads)
         self.fd_window.append(fds)
@@ -143,6 +164,19 @@ class _Sampler:
         while time.monotonic() < end:
             self.sample(broken)
             time.sleep(every)
+
+    def long_lived_fds(self) -> list[str]:
+        """Fds absent from the first snapshot, present in two snapshots FD_LIFETIME apart."""
+        if not self.fd_snapshots:
+            return []
+        first = self.fd_snapshots[0][1]
+        last_at, alive = self.fd_snapshots[-1]
+        alive = alive - first
+        for at, fds in reversed(self.fd_snapshots):  # present in every snapshot since `at`
+            alive &= fds
+            if at <= last_at - FD_LIFETIME:
+                return sorted(alive)
+        return []
 
     def window(self) -> tuple[int, int]:
         """The largest fd and thread counts since the last call (a window of samples)."""
@@ -185,6 +219,7 @@ def run_backend(
         report.fds_end, report.threads_end = sampler.window()
         t_stop = time.monotonic()
     report.undetected = sorted(set(broken) - set(report.detection))
+    report.fds_long_lived = sampler.long_lived_fds()
     report.plugin = plugin.since(t_watch)
     report.plugin_bad = plugin.not_ok(t_watch, t_stop)
     report.pulse_max_gap = pulse.max_gap(t_watch, t_stop)
