@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -84,6 +85,8 @@ COLUMNS = [
 ]
 METHOD = __doc__ or ""
 PER_VIRTUAL = 100
+#: the daemon's garbage-collector policy (engine/gcpolicy.py) in the scale scenario
+TUNE_GC = True
 
 # --- the listener child ------------------------------------------------------------------
 
@@ -93,8 +96,10 @@ soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 spec = json.loads(sys.argv[1])
 
-async def tcp(reader, writer):
-    writer.close()
+class Tcp(asyncio.Protocol):
+    # accept and close at once: no streams, no task per connection (cheap on the listener core)
+    def connection_made(self, transport):
+        transport.close()
 
 async def http(reader, writer):
     try:
@@ -114,17 +119,20 @@ async def hang(reader, writer):
     writer.close()
 
 async def main():
-    kinds = {"tcp": tcp, "http": http, "hang": hang}
+    kinds = {"http": http, "hang": hang}
+    loop = asyncio.get_running_loop()
     servers, ports = {}, {}
     for kind, n in spec.items():
         ports[kind] = []
         for _ in range(n):
-            s = await asyncio.start_server(kinds[kind], "127.0.0.1", 0, backlog=1024)
+            if kind == "tcp":
+                s = await loop.create_server(Tcp, "127.0.0.1", 0, backlog=1024)
+            else:
+                s = await asyncio.start_server(kinds[kind], "127.0.0.1", 0, backlog=1024)
             port = s.sockets[0].getsockname()[1]
             servers[port] = s
             ports[kind].append(port)
     print(json.dumps(ports), flush=True)
-    loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while True:
@@ -141,15 +149,29 @@ asyncio.run(main())
 
 
 class Listeners:
-    """A child process holding the listeners; ``close(port)`` makes one refuse connections."""
+    """A child process holding the listeners; ``close(port)`` makes one refuse connections.
+
+    With two or more CPUs the listeners run on the last one and we on the others (as
+    performance.md's method), so the listeners' work is not taken from the checker's core;
+    our affinity is restored on exit.
+    """
 
     def __init__(self, **counts: int) -> None:
+        self._affinity = os.sched_getaffinity(0)
+        cpus = sorted(self._affinity)
+        self.pinned = len(cpus) >= 2
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVER, json.dumps(counts)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
+        if self.pinned:
+            try:
+                os.sched_setaffinity(self.proc.pid, {cpus[-1]})
+                os.sched_setaffinity(0, set(cpus[:-1]))
+            except OSError:
+                self.pinned = False
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
@@ -166,6 +188,8 @@ class Listeners:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, self._affinity)
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         try:
@@ -269,7 +293,7 @@ async def scale(reals: int, seconds: float, warmup: float, interval: float = 1.0
     with Listeners(tcp=reals) as lis:
         cfg = make_config(lis.ports["tcp"], CheckType.CONNECT, Service.NONE, interval, timeout)
         sink, backend = CountingSink(), DryRunBackend()
-        d = Director(cfg, backend, sink)
+        d = Director(cfg, backend, sink, tune_gc=TUNE_GC)  # as the daemon runs it
         await d.start()
         ok = await d.wait_first_checks(timeout + 5)
         await asyncio.sleep(warmup)

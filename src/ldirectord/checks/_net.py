@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import ipaddress
+import os
 import re
 import socket
 import ssl
@@ -137,17 +139,66 @@ def set_reset_on_close(sock: Any) -> None:
 async def connect_only(host: str, port: int, family: Family | str = Family.INET) -> None:
     """TCP connect, then close with a reset. Raises OSError on failure (refused, unreachable).
 
-    Uses a bare non-blocking socket (no transport, no streams): the cheapest connect check
-    (performance.md §1: ~5,100/s with sock_connect vs ~3,300/s with streams).
+    A bare non-blocking socket watched for writability: no transport, no streams, and not even
+    ``loop.sock_connect`` (its address resolution coroutine, partial and callbacks are most of
+    a connect check's Python cost; docs/engine.md, Performance). Six system calls when the
+    connection is pending: socket, setsockopt (linger), connect, epoll add, getsockopt, close
+    (plus the epoll removal). A host that is not a numeric address goes through
+    ``loop.sock_connect``, which resolves it without blocking the loop.
     """
     set_phase("connect")
-    sock = socket.socket(address_family(family), socket.SOCK_STREAM)
+    af = address_family(family)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(af, _STREAM_NONBLOCK)
     try:
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        if not _NONBLOCK_FLAG:
+            sock.setblocking(False)
+        if not _numeric(af, host):
+            await loop.sock_connect(sock, (host, port))
+            set_reset_on_close(sock)
+            return
         set_reset_on_close(sock)
+        err = sock.connect_ex((host, port))
+        if err in _IN_PROGRESS:
+            fd = sock.fileno()
+            writable = loop.create_future()
+            loop.add_writer(fd, _wake, writable)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(fd)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(
+                err, os.strerror(err)
+            )  # the errno's subclass, e.g. ConnectionRefusedError
     finally:
         sock.close()
+
+
+#: connect_ex() results that mean "in progress" (asyncio's BlockingIOError and InterruptedError)
+_IN_PROGRESS = frozenset(
+    {errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR}
+)
+_NONBLOCK_FLAG: int = getattr(socket, "SOCK_NONBLOCK", 0)
+_STREAM_NONBLOCK = socket.SOCK_STREAM | _NONBLOCK_FLAG
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _numeric(af: socket.AddressFamily, host: str) -> bool:
+    """True when ``host`` is an address the kernel takes as is (connect_ex would otherwise
+    resolve it, blocking the loop; an IPv6 scope id also goes through the resolver)."""
+    if "%" in host:
+        return False
+    try:
+        socket.inet_pton(af, host)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 class Conn:

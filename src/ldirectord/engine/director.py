@@ -46,6 +46,7 @@ from ldirectord.engine.desired import (
 )
 from ldirectord.engine.events import EventSink
 from ldirectord.engine.fallback import FallbackCommands, fallback_command_line
+from ldirectord.engine.gcpolicy import GcPolicy
 from ldirectord.engine.maintenance import MaintenanceDir
 from ldirectord.engine.members import Member, members_of, policy_for, probe_for
 from ldirectord.engine.reconcile import Planned, Tag, diff_service, drain_service
@@ -80,6 +81,7 @@ class Director:
         check: CheckFn | None = None,
         clock: Callable[[], float] = time.monotonic,
         raise_fd_limit: bool = True,
+        tune_gc: bool = False,
     ) -> None:
         from ldirectord.checks import run
 
@@ -107,6 +109,8 @@ class Director:
         self._fallback = FallbackCommands(self._log)
         self._applier = Applier(backend, on_applied=self._applied, log=self._log)
         self.sink_errors = 0
+        #: the daemon's garbage-collector policy (engine/gcpolicy.py); off for tests and tools
+        self._gc = GcPolicy() if tune_gc else None
         maint = config.globals.maintenancedir
         self._maintenance = MaintenanceDir(maint) if maint else None
         self._scheduler = Scheduler(
@@ -134,6 +138,8 @@ class Director:
         the table cannot be read at all; a change the kernel refuses is retried later.
         """
         self.status = DaemonStatus.STARTING
+        if self._gc is not None:
+            self._gc.apply()
         actual = await self._applier.dump()
         self._install(self._config, members_of(self._config), actual)
         async with self._lock:
@@ -199,6 +205,8 @@ class Director:
         await self._fallback.finish()
         if self._maintenance is not None:
             self._maintenance.close()
+        if self._gc is not None:
+            self._gc.restore()
 
     @property
     def backend_errors(self) -> int:
@@ -315,8 +323,11 @@ class Director:
 
     def _check_first_done(self) -> None:
         if not self._awaiting_first and not self._dirty and not self._reconciling:
-            if not self._first_done.is_set() and self.status is DaemonStatus.STARTING:
-                self.status = DaemonStatus.RUNNING
+            if not self._first_done.is_set():
+                if self.status is DaemonStatus.STARTING:
+                    self.status = DaemonStatus.RUNNING
+                if self._gc is not None:  # start-up (or a reload's new checks) done
+                    self._gc.settle()
             self._first_done.set()
 
     # --- results --------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import dataclasses
 import random
 import resource
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from ldirectord.checks.base import Check, CheckTarget, Outcome, Reason, guarded
@@ -141,6 +141,11 @@ class SchedulerStats:
 Deliver = Callable[[ProbeKey, Outcome, bool], bool]
 
 
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class Scheduler:
     def __init__(
         self,
@@ -219,7 +224,16 @@ class Scheduler:
             first = False
             now = loop.time()
             planned = max(start + interval, now)
-            await asyncio.sleep(planned - now)
+            if planned <= now:
+                await asyncio.sleep(0)
+                continue
+            # asyncio.sleep() without its coroutine and running-loop lookup (once per check)
+            wakeup = loop.create_future()
+            timer = loop.call_at(planned, _wake, wakeup)
+            try:
+                await wakeup
+            finally:
+                timer.cancel()
 
     async def _once(self, key: ProbeKey, counter: int) -> tuple[Outcome, bool, int]:
         target = key.target
@@ -237,7 +251,8 @@ class Scheduler:
         outcome = await self._probe(run)
         return outcome, False, combined_after(counter, kind, outcome.up)
 
-    async def _probe(self, target: CheckTarget) -> Outcome:
+    def _probe(self, target: CheckTarget) -> Awaitable[Outcome]:
+        """The check's awaitable itself (no coroutine of our own around it: once per check)."""
         if not self._guard:
-            return await self._check(target)
-        return await guarded(self._check, target, target.deadline + DEADLINE_GRACE)
+            return self._check(target)
+        return guarded(self._check, target, target.deadline + DEADLINE_GRACE)
