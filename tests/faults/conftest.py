@@ -4,15 +4,12 @@ a session-wide MariaDB (the healthy SQL real behind the fleet's proxies) and a T
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import Daemon, alive, make_cert, marked_processes
+from tests.faults.harness import Daemon, kill_daemon, make_cert
 from tests.helpers.servers import Running, start_mariadb
 
 
@@ -22,14 +19,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     try:
         yield d
     finally:
-        if d.pid and alive(d.pid):
-            with contextlib.suppress(Exception):
-                os.kill(d.pid, signal.SIGCONT)
-                d.stop()
-            d.kill()
-        for pid, _ in marked_processes(d.mark):  # children a failed test left behind
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_daemon(d)
 
 
 @pytest.fixture(scope="session")

@@ -204,6 +204,18 @@ class Daemon:
         return [c for c in proc_children(self.pid) if c[1] == "Z"]
 
 
+def kill_daemon(d: Daemon) -> None:
+    """Teardown: stop a daemon a test left running (SIGKILL if stop fails) and its children."""
+    if d.pid and alive(d.pid):
+        with contextlib.suppress(Exception):
+            os.kill(d.pid, signal.SIGCONT)
+            d.stop()
+        d.kill()
+    for pid, _ in marked_processes(d.mark):  # children a failed test left behind
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @dataclass
 class Sample:
     at: float  # monotonic, when the plugin was started

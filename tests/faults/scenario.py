@@ -194,13 +194,14 @@ def run_backend(
     window: float = 2.0,
     observe: float = 4.0,
     ready_timeout: float = 20.0,
+    plugin_every: float = 0.5,
 ) -> Report:
     report = Report()
     sampler = _Sampler(plan, daemon, report)
     t_start = time.monotonic()
     daemon.start()
     report.ready_after = wait_for("the table to be right", sampler.table_right, ready_timeout)
-    with watching(daemon) as (plugin, pulse):
+    with watching(daemon, plugin_every=plugin_every) as (plugin, pulse):
         t_watch = time.monotonic()
         sampler.observe(warmup, {})
         sampler.window()

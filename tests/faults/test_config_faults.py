@@ -177,7 +177,7 @@ def _prefixes(good: str) -> dict[str, str]:
 def test_autoreload_never_applies_a_half_written_file(daemon: Daemon, tmp_path: Path) -> None:
     """An editor truncates the file and writes it again; a poll may fall in between. Every cut
     below is held 0.9 s (just under one checkinterval, so a poll falls inside it most times;
-    three rounds each) and then the good text is back, byte for byte: there is nothing to
+    two rounds each) and then the good text is back, byte for byte: there is nothing to
     reload, and nothing may be flushed."""
     plan = _plan(tmp_path)
     with fleet(plan.listeners):
@@ -189,7 +189,7 @@ def test_autoreload_never_applies_a_half_written_file(daemon: Daemon, tmp_path: 
             time.sleep(1.0)
             t0 = time.monotonic()
             table, ops = _table(daemon), _ops(daemon)
-            for _round in range(3):
+            for _round in range(2):
                 for cut in _prefixes(good).values():
                     with open(daemon.config, "w") as out:  # O_TRUNC, as editors and echo > do
                         out.write(cut)
