@@ -129,6 +129,7 @@ class Daemon:
         self.mark = uuid.uuid4().hex
         self.env = dict(os.environ, **{MARK_ENV: self.mark})
         self.options: list[str] = []  # extra options before the config (e.g. --pulse)
+        self.backend = ["--dry-run"]  # the kernel faults use ["--backend", "ipvs"]
         self.pid = 0
 
     def write_config(self, body: str, **globals_: object) -> None:
@@ -145,7 +146,7 @@ class Daemon:
 
     def argv(self, *args: str, options: Sequence[str] = ()) -> list[str]:
         """``ldirectord --dry-run --rundir R [options] CONFIG args...``"""
-        head = [LDIRECTORD, "--dry-run", "--rundir", str(self.rundir), *self.options, *options]
+        head = [LDIRECTORD, *self.backend, "--rundir", str(self.rundir), *self.options, *options]
         return [*head, str(self.config), *args]
 
     def command(self, *args: str, timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess[str]:

@@ -229,9 +229,7 @@ def _in_namespace(pid: int, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_full_pulse_directory_is_loud_and_alarms(
-    daemon: Daemon, tmp_path: Path
-) -> None:
+def test_full_pulse_directory_is_loud_and_alarms(daemon: Daemon, tmp_path: Path) -> None:
     """The pulse lives on a 256 KiB tmpfs mounted in a private mount namespace (unshare -m) that
     only the daemon sees; the test reaches it through /proc/<pid>/root. Filling the tmpfs
     (ENOSPC) stops the beat: a loud log line, the plugin alarms on time; freeing it heals."""

@@ -63,7 +63,9 @@ def main() -> int:
         try:
             daemon.start()
             want = {r.name: 1 for r in virtual.reals}
-            result["ready"] = wait_for("the kernel table", lambda: kernel_reals(virtual.name) == want, 15)
+            result["ready"] = wait_for(
+                "the kernel table", lambda: kernel_reals(virtual.name) == want, 15
+            )
             flapper = virtual.reals[0]
             victim = virtual.reals[1].name
             stop = threading.Event()
@@ -100,12 +102,23 @@ def main() -> int:
                 checks1 = int(daemon.state()["checks_completed"])
                 try:
                     result["converged_after"] = wait_for(
-                        "the kernel table to converge", lambda: kernel_reals(virtual.name) == want, 20
+                        "the kernel table to converge",
+                        lambda: kernel_reals(virtual.name) == want,
+                        20,
                     )
                 except AssertionError:
                     result["converged_after"] = None
                     result["kernel_at_end"] = kernel_reals(virtual.name)
                 t_done = time.monotonic()
+                # informational: one deletion with no health change after it (ldirectord, too,
+                # only touches the kernel when a real's state changes)
+                ipvsadm("-D", "-t", virtual.name)
+                try:
+                    result["restored_without_health_change"] = wait_for(
+                        "the service back", lambda: kernel_reals(virtual.name) == want, 5
+                    )
+                except AssertionError:
+                    result["restored_without_health_change"] = None
             log = daemon.log_text()
             result.update(
                 storm_ops=storm_ops[0],
