@@ -13,6 +13,7 @@ import concurrent.futures
 import ctypes
 import http.client
 import os
+import socket
 import socketserver
 import threading
 from collections import Counter
@@ -70,6 +71,7 @@ class _NameHandler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    address_family = socket.AF_INET6  # bound to "::": IPv6 and (dual stack) IPv4
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(): a reverse DNS lookup that hangs for
@@ -89,7 +91,7 @@ class NameServer:
 
     def start(self) -> None:
         def make() -> ThreadingHTTPServer:
-            server = _Server(("0.0.0.0", self.port), _NameHandler)
+            server = _Server(("::", self.port), _NameHandler)
             server.answer = self.answer.encode()  # type: ignore[attr-defined]
             return server
 
@@ -127,11 +129,11 @@ class Client:
             raise AssertionError(f"HTTP {response.status}: {body!r}")
         return body
 
-    def one(self, timeout: float = 3.0) -> str:
+    def one(self, timeout: float = 3.0, vip: str = VIP) -> str:
         """One request on a fresh connection: the server's name, or ``error: ...``."""
 
         def go() -> str:
-            conn = http.client.HTTPConnection(VIP, 80, timeout=timeout)
+            conn = http.client.HTTPConnection(vip, 80, timeout=timeout)
             try:
                 return self._get(conn)
             except (OSError, http.client.HTTPException, AssertionError) as exc:
@@ -141,8 +143,8 @@ class Client:
 
         return self._ns.run(go, timeout=timeout + 10)
 
-    def many(self, n: int = 20) -> Counter[str]:
-        return Counter(self.one() for _ in range(n))
+    def many(self, n: int = 20, vip: str = VIP) -> Counter[str]:
+        return Counter(self.one(vip=vip) for _ in range(n))
 
     def keepalive(self) -> KeptConnection:
         conn = self._ns.run(lambda: http.client.HTTPConnection(VIP, 80, timeout=5))

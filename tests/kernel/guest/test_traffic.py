@@ -362,3 +362,45 @@ async def test_the_daemon_killed_9_and_started_again_changes_nothing(
     changes = [line for line in second_log.read_text().splitlines() if TABLE_CHANGE.search(line)]
     assert changes == [], second_log.read_text()
     assert read_table() == before  # SIGTERM without cleanstop leaves the table too
+
+
+VIP6 = "fd00:9::100"
+SERVICE6 = ServiceKey(Protocol.TCP, Family.INET6, VIP6, 80)
+CONFIG6 = """checkinterval=1
+checktimeout=2
+negotiatetimeout=2
+
+virtual6=[fd00:9::100]:80
+\treal6=[fd00::11]:80 masq
+\treal6=[fd00::12]:80 masq
+\tservice=http
+\trequest="/"
+\treceive="rs"
+\tchecktype=negotiate
+"""
+
+
+async def wait_v6(want: set[str]) -> None:
+    backend = IpvsBackend()
+    try:
+        for _ in range(int(CONVERGE * 10)):
+            entry = (await backend.dump()).services.get(SERVICE6)
+            if entry is not None and {d.address for d in entry.dests} == want:
+                assert read_table().services[SERVICE6] == entry
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the IPv6 service never held {want}")
+    finally:
+        await backend.close()
+
+
+async def test_ipv6_nat_failover(servers: dict[str, NameServer], client: Client) -> None:
+    async with running(CONFIG6):
+        await wait_v6({"fd00::11", "fd00::12"})
+        assert await asyncio.to_thread(client.many, 20, VIP6) == {"rs1": 10, "rs2": 10}
+        servers["rs1"].stop()
+        await wait_v6({"fd00::12"})
+        assert await asyncio.to_thread(client.many, 20, VIP6) == {"rs2": 20}
+        servers["rs1"].start()
+        await wait_v6({"fd00::11", "fd00::12"})
+        assert await asyncio.to_thread(client.many, 20, VIP6) == {"rs1": 10, "rs2": 10}

@@ -9,6 +9,7 @@
 # Real servers route via the director (NAT) and hold the VIP on lo with arp_ignore=1,
 # arp_announce=2 and rp_filter off, so direct routing works once their front leg is up and
 # replies bypass the director. Tests run the engine in the "director" namespace.
+# IPv6 (NAT): client fd00:9::10, director fd00:9::1 + VIP fd00:9::100 and fd00::1, rsN fd00::1N.
 set -eu
 
 modprobe ip_vs
@@ -54,4 +55,16 @@ for i in 1 2; do
 		ip addr add 10.10.9.100/32 dev tunl0
 		for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done
 	'
+done
+
+# IPv6, NAT only (no DAD: addresses are usable at once).
+ip -n client addr add fd00:9::10/64 dev front nodad
+ip -n client -6 route add default via fd00:9::1
+ip -n director addr add fd00:9::1/64 dev front nodad
+ip -n director addr add fd00:9::100/128 dev front nodad
+ip -n director addr add fd00::1/64 dev back nodad
+ip netns exec director sysctl -qw net.ipv6.conf.all.forwarding=1
+for i in 1 2; do
+	ip -n rs$i addr add fd00::1$i/64 dev back nodad
+	ip -n rs$i -6 route add default via fd00::1
 done
