@@ -72,10 +72,17 @@ def mismatches(samples: list[Sample], mtime: float) -> list[str]:
     ]
 
 
-def frozen_mtime(daemon: Daemon) -> float:
-    """The pulse's mtime once it stopped moving (a write in flight may land just after)."""
-    time.sleep(0.3)
-    return daemon.pulse.stat().st_mtime
+def frozen_mtime(daemon: Daemon) -> tuple[float, float]:
+    """The pulse's mtime once it stopped moving (a write in flight, fsync and all, may land
+    just after the fault), and the monotonic time from which that is known."""
+    last = daemon.pulse.stat().st_mtime
+    for _ in range(50):  # bounded: 5 s
+        time.sleep(0.5)
+        now = daemon.pulse.stat().st_mtime
+        if now == last:
+            break
+        last = now
+    return last, time.monotonic()
 
 
 def freeze_and_thaw(
@@ -84,7 +91,7 @@ def freeze_and_thaw(
     """Hold the fault ``freeze`` seconds (caller already injected it), then ``unfreeze()``;
     return (frozen mtime, seconds to OK again, samples while frozen, samples after OK)."""
     t0 = time.monotonic()
-    mtime = frozen_mtime(daemon)
+    mtime, t_known = frozen_mtime(daemon)
     time.sleep(max(0.0, freeze - (time.monotonic() - t0)))
     t_thaw = time.monotonic()
     assert callable(unfreeze)
@@ -97,7 +104,7 @@ def freeze_and_thaw(
     ok = plugin.first(0, t_thaw)
     back = (ok.at - t_thaw) if ok is not None else float("inf")
     time.sleep(2.0)  # and it stays OK
-    during = [s for s in plugin.samples if t0 <= s.at < t_thaw]
+    during = [s for s in plugin.samples if t_known <= s.at < t_thaw]  # judged from here on
     after = [s for s in plugin.samples if ok is not None and s.at >= ok.at]
     return mtime, back, during, after
 
