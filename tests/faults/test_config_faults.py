@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import Daemon, fleet, wait_for, watching
+from tests.faults.harness import Daemon, fleet, thread_count, wait_for, watching
 from tests.faults.plan import Plan
 from tests.faults.scenario import CHECKINTERVAL, PULSE_MARGIN
 
@@ -204,3 +206,63 @@ def test_autoreload_never_applies_a_half_written_file(daemon: Daemon, tmp_path: 
         assert _table(daemon) == table
         assert not plugin.not_ok(t0, t1)
         assert daemon.stop().returncode == 0
+
+
+def test_reload_naming_a_host_behind_a_dns_black_hole(daemon: Daemon, tmp_path: Path) -> None:
+    """DNS black hole for a name to resolve: the daemon runs in a private mount namespace
+    whose /etc/resolv.conf (bind-mounted) names a UDP socket on port 53 that never answers.
+    A reload whose config names a real by host name must give up at the resolver's deadline
+    (5 s) and keep the old table; the loop, the pulse and the plugin never notice."""
+    hole = f"127.{64 + os.getpid() % 128}.9.53"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((hole, 53))  # never read: every query goes into the void
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"nameserver {hole}\noptions timeout:30 attempts:1\n")
+    plan = _plan(tmp_path)
+    try:
+        with fleet(plan.listeners):
+            daemon.write_config(plan.config_body())
+            good = daemon.config.read_text()
+            argv = [
+                *("unshare", "-m", "--propagation", "private", "sh", "-c"),
+                f'mount --bind "{resolv}" /etc/resolv.conf && exec "$@"',
+                "sh",
+                *daemon.argv("start"),
+            ]
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=60, env=daemon.env, check=False
+            )
+            assert done.returncode == 0, done.stderr
+            daemon.pid = int(daemon.pidfile.read_text().split()[0])
+            wait_for("the reals in the table", lambda: _ready(daemon, plan), 15)
+            with watching(daemon) as (plugin, pulse):
+                time.sleep(1.0)
+                t0 = time.monotonic()
+                table, ops = _table(daemon), _ops(daemon)
+                threads0 = thread_count(daemon.pid)
+                named = good.replace(
+                    "\treal=", "\treal=www.faults-blackhole.test:80 masq 1\n\treal=", 1
+                )
+                daemon.config.write_text(named)
+                os.kill(daemon.pid, signal.SIGHUP)
+                took = wait_for(
+                    "the abandoned reload", lambda: _counter(daemon, "failed_reloads") == 1, 20
+                )
+                threads_peak = thread_count(daemon.pid)
+                time.sleep(1.0)
+                t1 = time.monotonic()
+            assert _table(daemon) == table and _ops(daemon) == ops
+            assert not plugin.not_ok(t0, t1), plugin.not_ok(t0, t1)[:3]
+            assert pulse.max_gap(t0, t1) <= PULSE_MARGIN, pulse.max_gap(t0, t1)
+            log = daemon.log_text()
+            assert "lookup timed out after 5 s" in log, log[-2000:]
+            assert 4.0 <= took <= 5.0 + 5.0, took  # the resolver's deadline, not glibc's 30 s
+            print(
+                f"dns black hole: reload abandoned after {took:.1f} s, threads "
+                f"{threads0} -> {threads_peak} (an abandoned lookup thread), "
+                f"pulse max gap {pulse.max_gap(t0, t1):.2f} s"
+            )
+            assert threads_peak <= threads0 + 2
+            assert daemon.stop().returncode == 0
+    finally:
+        sock.close()
