@@ -14,19 +14,20 @@
     listener closes) at a random moment between two checks; seconds until it leaves the
     table (target: checkinterval + checktimeout + 0.5 s, independent of the hung count).
 
-The listeners live in a child process (asyncio, one listening socket per real on 127.0.0.1),
-so their CPU is not ours ("listener cores"); our CPU and RSS come from getrusage and
-/proc/self/status. Only loopback traffic; every wait is bounded.
+The listeners live in a child process (asyncio, one listening socket per real on 127.0.0.1;
+the connect-check listeners accept and close with a bare protocol, no streams), pinned to the
+last CPU while we run on the others (as performance.md's method), so their CPU is neither ours
+nor taken from our core ("listener cores"); our CPU and RSS come from getrusage and
+/proc/self/status. The Director runs with the daemon's garbage-collector policy
+(``tune_gc=True``, engine/gcpolicy.py). Only loopback traffic; every wait is bounded.
 
-Reading (a): "CPU ms/check" is what one connect check costs us, scheduling included; compare
-it with performance.md §1 (a raw asyncio loop doing nothing but connect+close: 0.19-0.23 ms
-on this kind of machine, loopback charging the server side of the handshake to the checker).
-At that cost 10,000 connect checks per second need about two cores for the checker alone,
-while the machine has two cores shared with the listener process (and other work: see the
-load average above). "runq wait" is the share of wall time our process was ready to run but
-waiting for a CPU (/proc schedstat): when it is high, the checks ran late because the
-process got no more CPU, not because of the scheduler. Lateness at 1,000 reals is the
-scheduler's own.
+Reading (a): "CPU ms/check" is what one connect check costs us, scheduling, health state and
+result delivery included; compare it with performance.md §1 (a raw asyncio loop doing nothing
+but connect+close: 0.19-0.23 ms on this kind of machine, loopback charging the server side of
+the handshake to the checker). 10,000 checks per second on one core need it below 0.1 ms.
+"runq wait" is the share of wall time our process was ready to run but waiting for a CPU
+(/proc schedstat): when it is high, the checks ran late because the process got no more CPU
+(other work on the shared machine: see the load average above), not because of the scheduler.
 """
 
 from __future__ import annotations

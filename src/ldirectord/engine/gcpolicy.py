@@ -7,8 +7,9 @@ tests and libraries never get them by accident):
   with 10,000 reals checked every second, because every check leaves objects that live one
   interval (its timer and wake-up future) and so reach the oldest generation; each full pass
   walks every object of the daemon (~500,000 at 10,000 reals: 150–300 ms of CPU on the
-  2-core test machine) and finds nothing to free. With ``THRESHOLDS`` a full collection comes
-  about every ten seconds and the young collections a few times a second.
+  2-core test machine) and finds nothing to free. With ``THRESHOLDS`` a young collection comes
+  about once a second at 10,000 checks/s (a few ms each), a middle one every ~10 s and a full
+  one every few minutes, walking only what was created since the freeze.
 - **Freeze** (``settle``): once start-up (or a reload) is done, one full collection, then
   ``gc.freeze()`` moves every surviving object (config, members, tasks, kernel mirror) out of
   the collector's sight; later full collections walk only what was created since. Frozen
@@ -24,7 +25,7 @@ import gc
 
 #: (young allocations, young collections per middle one, middle per full). See the module doc
 #: and docs/engine.md (Performance) for the measurements behind them.
-THRESHOLDS = (5000, 10, 100)
+THRESHOLDS = (50_000, 10, 20)
 
 
 class GcPolicy:
