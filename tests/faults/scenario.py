@@ -13,6 +13,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from tests.faults.harness import (
     Daemon,
@@ -60,6 +61,7 @@ class Report:
     zombies_persistent: list[str] = field(default_factory=list)
     zombies_seen: int = 0
     leftovers: list[str] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)  # `status --json` at the end
     stop_took: float = 0.0
     stop_rc: int = -1
     checks_completed: int = 0
@@ -227,6 +229,7 @@ def run_backend(
     report.beats = len(pulse.beats)
     with contextlib.suppress(OSError, ValueError, KeyError):
         report.checks_completed = int(daemon.state()["checks_completed"])
+    report.status = daemon.status_json()  # the operator's view, taken under the same load
     t0 = time.monotonic()
     report.stop_rc = daemon.stop().returncode
     report.stop_took = time.monotonic() - t0

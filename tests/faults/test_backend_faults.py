@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.harness import Daemon, fleet, kill_daemon
-from tests.faults.plan import KINDS, Plan
+from tests.faults.plan import HEALTHY, KINDS, Plan
 from tests.faults.scenario import DETECTION_BOUND, PULSE_MARGIN, Report, run_backend
 from tests.helpers.servers import Running
 
@@ -36,6 +36,15 @@ def assert_promise(report: Report, plan: Plan, *, max_threads: int) -> None:
     assert not report.undetected, f"still in the table: {report.undetected} ({summary})"
     slow = {k: round(v, 2) for k, v in report.detection.items() if v > DETECTION_BOUND}
     assert not slow, f"left the table later than {DETECTION_BOUND} s: {slow}"
+    # `status --json` (what an operator sees) says the same as the table we sampled
+    status = report.status
+    assert status.get("exit_status") == 0 and status.get("running") is True, status
+    assert status["pulse"]["age"] <= PULSE_MARGIN, status["pulse"]
+    seen = {
+        v["name"]: {r["name"]: r["weight"] for r in v["reals"]} for v in status["state"]["virtuals"]
+    }
+    for v, r in plan.reals():
+        assert (seen[v.name][r.name] == 1) == (r.role == HEALTHY), (v.name, r.name, seen[v.name])
     # half 2: the pulse tells the truth (here: that all is well)
     assert report.pulse_max_gap <= PULSE_MARGIN, summary
     assert report.plugin, "the plugin was never polled"
