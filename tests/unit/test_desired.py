@@ -39,10 +39,15 @@ def test_netmask_only_with_persistence_and_ops_only_for_udp() -> None:
 
 
 def test_schedflags_become_a_set() -> None:
-    assert service_spec(virtual(schedflags="sh-port,sh-fallback")).sched_flags == {
-        "sh-port",
-        "sh-fallback",
-    }
+    spec = service_spec(virtual(scheduler="sh", schedflags="sh-port,sh-fallback"))
+    assert spec.sched_flags == {"sh-port", "sh-fallback"}
+
+
+def test_schedflags_take_the_names_a_dump_shows_for_the_scheduler() -> None:
+    # Otherwise the reconciler would edit the service on every pass (the kernel keeps bits).
+    assert service_spec(virtual(scheduler="mh", schedflags="sh-port")).sched_flags == {"mh-port"}
+    assert service_spec(virtual(schedflags="sh-fallback")).sched_flags == {"flag-1"}
+    assert service_spec(virtual(scheduler="sh", schedflags="bogus")).sched_flags == {"bogus"}
 
 
 def test_fwmark_service_key() -> None:

@@ -28,7 +28,13 @@ from ldirectord.config.model import (
     RealServer,
     VirtualService,
 )
-from ldirectord.forwarding.base import Dest, DestKey, ServiceKey, ServiceSpec
+from ldirectord.forwarding.base import (
+    Dest,
+    DestKey,
+    ServiceKey,
+    ServiceSpec,
+    canonical_sched_flags,
+)
 from ldirectord.health.machine import Health, State
 
 #: One real server in one virtual service: the unit that has a health state.
@@ -100,7 +106,7 @@ def service_spec(virtual: VirtualService) -> ServiceSpec:
         scheduler=virtual.scheduler,
         persistent=virtual.persistent,
         netmask=netmask,
-        sched_flags=flags,
+        sched_flags=canonical_sched_flags(virtual.scheduler, flags),
         ops=virtual.ops and virtual.protocol is Protocol.UDP,
     )
 

@@ -37,6 +37,47 @@ class ServiceKey:
         return f"{host}:{self.port}"
 
 
+# --- scheduler flags (ipvsadm -b): the bits and the names ipvsadm -Ln shows per scheduler ----
+
+_SCHED_BITS = (0x8, 0x10, 0x20)
+_SCHED_NAMES = {
+    "sh": ("sh-fallback", "sh-port", "flag-3"),
+    "mh": ("mh-fallback", "mh-port", "flag-3"),
+}
+_GENERIC_NAMES = ("flag-1", "flag-2", "flag-3")
+_NAME_BITS = {
+    **{n: b for names in _SCHED_NAMES.values() for n, b in zip(names, _SCHED_BITS, strict=True)},
+    **dict(zip(_GENERIC_NAMES, _SCHED_BITS, strict=True)),
+}
+
+
+def sched_flag_names(scheduler: str, bits: int) -> frozenset[str]:
+    """The -b names ``ipvsadm -Ln`` shows for the scheduler-flag bits of a service."""
+    names = _SCHED_NAMES.get(scheduler, _GENERIC_NAMES)
+    return frozenset(n for n, b in zip(names, _SCHED_BITS, strict=True) if bits & b)
+
+
+def sched_flag_bits(names: frozenset[str]) -> int:
+    """The flag bits for -b names (any scheduler's spelling); unknown names raise ValueError."""
+    bits = 0
+    for name in names:
+        if name not in _NAME_BITS:
+            raise ValueError(f"unknown scheduler flag {name!r}")
+        bits |= _NAME_BITS[name]
+    return bits
+
+
+def canonical_sched_flags(scheduler: str, names: frozenset[str]) -> frozenset[str]:
+    """The names a dump will show for ``names`` on ``scheduler`` (any spelling accepted).
+
+    ``schedflags=sh-port`` on an ``mh`` service dumps as ``mh-port``; without this the
+    reconciler would see a difference on every pass. Unknown names are kept, so the backend
+    refuses them loudly instead of this function dropping them silently.
+    """
+    known = frozenset(n for n in names if n in _NAME_BITS)
+    return sched_flag_names(scheduler, sched_flag_bits(known)) | (names - known)
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
     key: ServiceKey

@@ -84,6 +84,8 @@ from ldirectord.forwarding.base import (
     ServiceKey,
     ServiceSpec,
     VirtualEntry,
+    sched_flag_bits,
+    sched_flag_names,
 )
 from ldirectord.forwarding.dryrun import command_for
 
@@ -92,16 +94,6 @@ T = TypeVar("T")
 
 # Kernel constants (include/uapi/linux/ip_vs.h).
 F_PERSISTENT, F_HASHED, F_ONEPACKET = 0x1, 0x2, 0x4
-_SCHED_BITS = (0x8, 0x10, 0x20)
-_SCHED_NAMES = {
-    "sh": ("sh-fallback", "sh-port", "flag-3"),
-    "mh": ("mh-fallback", "mh-port", "flag-3"),
-}
-_GENERIC_NAMES = ("flag-1", "flag-2", "flag-3")
-_NAME_BITS = {
-    **{n: b for names in _SCHED_NAMES.values() for n, b in zip(names, _SCHED_BITS, strict=True)},
-    **dict(zip(_GENERIC_NAMES, _SCHED_BITS, strict=True)),
-}
 _FWD_MASK, _FWD_LOCAL = 0x7, 1
 _FWD = {Method.MASQ: 0, Method.IPIP: 2, Method.GATE: 3}
 _FWD_BACK = {v: k for k, v in _FWD.items()}
@@ -113,22 +105,6 @@ _AF_BACK = {v: k for k, v in _AF.items()}
 _RETRY_SAME = frozenset(
     {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ENOBUFS, errno.ENOMEM, errno.ETIMEDOUT, None}
 )
-
-
-def sched_flag_names(scheduler: str, bits: int) -> frozenset[str]:
-    """The -b names ``ipvsadm -Ln`` shows for the scheduler-flag bits of a service."""
-    names = _SCHED_NAMES.get(scheduler, _GENERIC_NAMES)
-    return frozenset(n for n, b in zip(names, _SCHED_BITS, strict=True) if bits & b)
-
-
-def sched_flag_bits(names: frozenset[str]) -> int:
-    """The flag bits for -b names (any scheduler's spelling); unknown names raise ValueError."""
-    bits = 0
-    for name in names:
-        if name not in _NAME_BITS:
-            raise ValueError(f"unknown scheduler flag {name!r}")
-        bits |= _NAME_BITS[name]
-    return bits
 
 
 def _encode_netmask(family: Family, netmask: str) -> str:
