@@ -4,9 +4,11 @@ reload, stop, errors. Timing assertions are only "within deadline + margin"."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import os
+import signal
 import stat
 from collections import Counter
 from collections.abc import Callable
@@ -365,6 +367,31 @@ async def test_fallbackcommand_once_per_edge(tmp_path: Path) -> None:
         "stop 192.168.6.240:80 tcp",
     ]
     assert os.path.exists(cmd)
+
+
+async def test_fallbackcommand_may_start_a_background_daemon(tmp_path: Path) -> None:
+    """As with Perl's system(): what the command starts in the background outlives it."""
+    pidfile = tmp_path / "sorry.pid"
+    cmd = tmp_path / "fb.sh"
+    cmd.write_text(
+        f'#!/bin/sh\n[ "$1" = start ] && {{ sleep 30 & echo $! > {pidfile}; }}\nexit 0\n'
+    )
+    cmd.chmod(cmd.stat().st_mode | stat.S_IXUSR)
+    v = virtual("192.168.6.240", 80, real("10.0.0.1"), check=FAST, fallbackcommand=str(cmd))
+    d = await started(config(v), DryRunBackend(), Script(default="down"))
+    try:
+        assert await d.wait_first_checks(5)
+        await until(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 5)
+        await asyncio.sleep(0.5)  # the command has exited by now
+        pid = int(pidfile.read_text())
+        # Still running (a killed one may linger as a zombie, so read its state, not kill -0).
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state in ("S", "R"), state
+    finally:
+        await d.stop()
+        if pidfile.exists() and pidfile.read_text().strip():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
 async def test_fallback_command_line_fwmark() -> None:

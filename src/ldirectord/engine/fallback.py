@@ -52,7 +52,11 @@ class FallbackCommands:
         from ldirectord.procs import run_process
 
         try:
-            result = await run_process(line, FALLBACK_COMMAND_TIMEOUT, shell=True)
+            # As Perl system(): a command that starts a daemon ("sorry-server &") may leave it running;
+            # only a command still running at its deadline has its whole group killed.
+            result = await run_process(
+                line, FALLBACK_COMMAND_TIMEOUT, shell=True, kill_group_on_exit=False
+            )
         except Exception as exc:
             self._log(f"system({line}) failed: {exc}")
             return

@@ -75,7 +75,10 @@ async def run_callback(callback: str | None, config_path: str, log: Callable[[st
     """``<callback> <configfile>`` through /bin/sh, as ldirectord, but with a deadline."""
     if not callback or not os.access(callback, os.X_OK):
         return
-    result = await run_process(f"{callback} {config_path}", CALLBACK_TIMEOUT, shell=True)
+    # As Perl system(): what the callback starts in the background may outlive it.
+    result = await run_process(
+        f"{callback} {config_path}", CALLBACK_TIMEOUT, shell=True, kill_group_on_exit=False
+    )
     if not result.ok:
         why = "timed out and was killed" if result.timed_out else f"exited {result.returncode}"
         log(f"system({callback} {config_path}) failed: {why}")
