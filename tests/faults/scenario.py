@@ -58,6 +58,7 @@ class Report:
     threads_start: int = 0
     threads_end: int = 0
     fds_long_lived: list[str] = field(default_factory=list)  # opened in the run, never closed
+    children_max: int = 0  # processes carrying the scenario's mark (check scripts), at most
     zombies_persistent: list[str] = field(default_factory=list)
     zombies_seen: int = 0
     leftovers: list[str] = field(default_factory=list)
@@ -81,6 +82,7 @@ class Report:
                 "fds": [self.fds_start, self.fds_end, max(self.fds, default=0)],
                 "threads": [self.threads_start, self.threads_end, max(self.threads, default=0)],
                 "zombies_seen": self.zombies_seen,
+                "children_max": self.children_max,
                 "stop_took": round(self.stop_took, 2),
                 "checks_completed": self.checks_completed,
             }
@@ -98,6 +100,7 @@ class _Sampler:
         self.fd_window: list[int] = []
         self.thread_window: list[int] = []
         self.fd_snapshots: list[tuple[float, set[str]]] = []
+        self.samples = 0
 
     def table(self) -> dict[str, dict[str, int | None]] | None:
         try:
@@ -151,6 +154,10 @@ class _Sampler:
         self.report.threads.append(threads)
         self.fd_window.append(fds)
         self.thread_window.append(threads)
+        self.samples += 1
+        if self.samples % 5 == 0:  # check scripts and their children alive right now
+            alive = len(marked_processes(self.daemon.mark, exclude=(pid,)))
+            self.report.children_max = max(self.report.children_max, alive)
         zombies = {z[0] for z in self.daemon.zombies()}
         self.report.zombies_seen += len(zombies - set(self.zombie_since))
         for z in zombies:

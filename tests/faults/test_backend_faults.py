@@ -52,6 +52,12 @@ def assert_promise(report: Report, plan: Plan, *, max_threads: int) -> None:
     # hygiene: reaped children, nothing left behind, no growth
     assert not report.zombies_persistent, f"zombie children: {report.zombies_persistent}"
     assert not report.leftovers, f"processes left behind: {report.leftovers}"
+    # while running: per external real one script (sh + 2 × sleep for the hostile ones), two
+    # generations at most (a killed group may still be dying as the next check starts), plus
+    # slack; a group that survived its kill would pile up 3 processes per check
+    externals = [r for _, r in plan.reals() if r.kind.proto == "none"]
+    bound = sum(2 if r.role == HEALTHY else 6 for r in externals) + 5
+    assert report.children_max <= bound, summary
     # fds: the count swings with the checks in flight, so a leak is judged by lifetime: no fd
     # opened during the run may still be the same object FD_LIFETIME later
     assert not report.fds_long_lived, f"fds that never close: {report.fds_long_lived[:10]}"
