@@ -99,6 +99,7 @@ class Director:
         self._dirty: set[ServiceKey] = set()
         self._reconciling = False
         self._virtuals: dict[ServiceKey, VirtualService] = {}
+        self._layout: list[tuple[VirtualService, ServiceKey, tuple[Member | None, ...]]] = []
         self._by_service: dict[ServiceKey, list[MemberKey]] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -221,12 +222,10 @@ class Director:
     def snapshot(self) -> DirectorSnapshot:
         mirror = self._applier.table()
         virtuals = []
-        for virtual in self._config.virtuals:
-            skey = service_key(virtual)
+        for virtual, skey, members in self._layout:
             entry = mirror.services.get(skey)
             reals = []
-            for real in virtual.reals:
-                m = self._members.get(member_key(virtual, real))
+            for real, m in zip(virtual.reals, members, strict=True):
                 if m is None:
                     continue
                 dest = entry.dests.get(m.key[1]) if entry is not None else None
@@ -287,6 +286,12 @@ class Director:
         for key, member in members.items():
             self._by_probe.setdefault(member.probe, []).append(key)
         self._virtuals = {service_key(v): v for v in config.virtuals}
+        #: per virtual, in config order: its service key and its reals' members (the pulse
+        #: takes a snapshot every second; looking members up by key was most of its cost)
+        self._layout = [
+            (v, service_key(v), tuple(members.get(member_key(v, r)) for r in v.reals))
+            for v in config.virtuals
+        ]
         self._by_service = {}
         for key in members:
             self._by_service.setdefault(key[0], []).append(key)
