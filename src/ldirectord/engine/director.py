@@ -94,7 +94,8 @@ class Director:
         self._clock = clock
         self._raise_fd_limit = raise_fd_limit
         self._members: dict[MemberKey, Member] = {}
-        self._by_probe: dict[ProbeKey, list[MemberKey]] = {}
+        #: the members each check feeds (objects, not keys: looked up once per check)
+        self._by_probe: dict[ProbeKey, list[Member]] = {}
         self._desired: dict[ServiceKey, DesiredService] = {}
         self._dirty: set[ServiceKey] = set()
         self._reconciling = False
@@ -283,8 +284,8 @@ class Director:
         self._config = config
         self._members = members
         self._by_probe = {}
-        for key, member in members.items():
-            self._by_probe.setdefault(member.probe, []).append(key)
+        for member in members.values():
+            self._by_probe.setdefault(member.probe, []).append(member)
         self._virtuals = {service_key(v): v for v in config.virtuals}
         #: per virtual, in config order: its service key and its reals' members (the pulse
         #: takes a snapshot every second; looking members up by key was most of its cost)
@@ -340,8 +341,8 @@ class Director:
     def _deliver(self, probe: ProbeKey, outcome: Outcome, forced: bool) -> bool:
         """A check finished: feed every real sharing it; return whether to re-check soon."""
         self._safe(self._events.check_done, probe.target, outcome)
-        keys = self._by_probe.get(probe)
-        if keys is None:
+        fed = self._by_probe.get(probe)
+        if fed is None:
             return False  # a reload removed it
         event = (
             (Event.UP if outcome.up else Event.DOWN)
@@ -350,8 +351,7 @@ class Director:
         )
         recheck = False
         changed = False
-        for key in keys:
-            m = self._members[key]
+        for m in fed:
             before = m.health.state
             m.health, effects = step(m.health, event, m.policy)
             m.last_outcome = outcome
@@ -371,7 +371,7 @@ class Director:
                 elif isinstance(effect, WentUp | WentDown):
                     m.last_change = self._clock()
                     m.fresh_down = isinstance(effect, WentDown) and before is State.UNKNOWN
-                    self._dirty.add(key[0])
+                    self._dirty.add(m.key[0])
                     changed = True
         if changed:
             self._wake.set()
