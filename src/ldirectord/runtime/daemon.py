@@ -265,7 +265,7 @@ class Daemon:
             self.logger.log(choice.warning, error=True)
             if self._on_warning is not None:
                 self._on_warning(choice.warning)
-        self._director = Director(self.config, choice.backend, Events(self))
+        self._director = Director(self.config, choice.backend, Events(self), tune_gc=True)
         self._watch.remember()
         await self._director.start()
         self.pulse.beat(force=True)
