@@ -5,4 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+#: Real-world ldirectord.cf files with what Perl ldirectord makes of them (expected.json), copied
+#: byte for byte from the team's shared folder so a clean clone tests them too.
+SHARED = ROOT / "tests" / "data" / "shared"
