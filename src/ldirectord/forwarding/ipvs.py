@@ -241,7 +241,7 @@ class IpvsBackend:
             raise BackendError(msg, op=op, errno=errno.ETIMEDOUT) from exc
         except OSError as exc:
             self._drop_socket()
-            raise BackendError(f"{what}: {exc}", op=op, errno=exc.errno) from exc
+            raise BackendError(f"{what}: {exc.strerror or exc}", op=op, errno=exc.errno) from exc
         except asyncio.CancelledError:
             self._drop_socket()  # its answer may still arrive: never reuse this socket
             raise
@@ -307,7 +307,9 @@ class IpvsBackend:
             log.info("retrying %s as %s after: %s", command_for(op), command_for(follow), failure)
             current = follow
         assert failure is not None
-        raise BackendError(str(failure), op=op, errno=failure.errno) from failure
+        # str(failure) already ends in " (errno N)", which BackendError appends again
+        message = str(failure).removesuffix(f" (errno {failure.errno})")
+        raise BackendError(message, op=op, errno=failure.errno) from failure
 
     def _remember(self, op: Op) -> None:
         if isinstance(op, AddDest | EditDest):
