@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import sys
+import threading
 import time
 
 import pytest
@@ -263,3 +264,35 @@ async def test_oracle_with_a_stand_in_driver(
     assert kwargs["dsn"] == "127.0.0.1:1521/ORCL"
     if error is None:
         assert ("execute", "SELECT 1 FROM dual") in fake.calls and fake.calls[-1][0] == "close"
+
+
+async def test_mysql_builds_and_connects_its_connection_in_a_worker_thread(
+    mariadb: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing of PyMySQL runs on the event loop: the connection object (whose __init__ used
+    to build a TLS context, ~20 ms of CPU) and its connect both happen in the blocking pool.
+    The spies record the thread and call the real methods; the check still talks to MariaDB."""
+    import pymysql
+
+    seen: list[tuple[str, str]] = []
+    real_init = pymysql.connections.Connection.__init__
+    real_connect = pymysql.connections.Connection.connect
+
+    def init(self: object, *args: object, **kwargs: object) -> None:
+        seen.append(("init", threading.current_thread().name))
+        real_init(self, *args, **kwargs)
+        assert not getattr(self, "ssl", False)  # no TLS, as DBD::mysql's default
+
+    def connect(self: object, *args: object, **kwargs: object) -> None:
+        seen.append(("connect", threading.current_thread().name))
+        real_connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(pymysql.connections.Connection, "__init__", init)
+    monkeypatch.setattr(pymysql.connections.Connection, "connect", connect)
+    loop_thread = threading.current_thread().name
+    for _ in range(3):
+        outcome = await run(sql("mysql", mariadb.port("mysql")))
+        assert outcome.up, outcome
+    assert [what for what, _ in seen] == ["init", "connect"] * 3
+    assert all(name != loop_thread for _, name in seen), seen
+    assert all(name.startswith("ldirectord-check") for _, name in seen), seen

@@ -20,11 +20,6 @@ from tests.helpers.servers import PASSWORD, USER, Running, target
 pytestmark = pytest.mark.faults
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the mysql check builds PyMySQL's TLS context (CA store load) on the event "
-    "loop for every check; see tests/faults/README.md",
-)
 @pytest.mark.asyncio
 async def test_mysql_check_builds_no_tls_context_on_the_loop(
     mariadb: Running, monkeypatch: pytest.MonkeyPatch

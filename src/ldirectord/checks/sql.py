@@ -7,11 +7,13 @@ when it returns at least one row. Deliberate fix: every step has the check's dea
 (negotiatetimeout) — ldirectord's SQL checks had none and could stall the daemon for good.
 
 * pgsql: asyncpg, natively async (``fetchrow``: the server stops after one row).
-* mysql: PyMySQL, which blocks, so the conversation runs in the bounded pool of
-  ``_blocking`` under ``asyncio.wait_for`` with the time left; PyMySQL's connect/read/write
-  timeouts are set to that time, and an abandoned call has its socket shut down so the worker
-  returns at once. The connection object is built on the loop side (``defer_connect``) so the
-  loop can reach that socket. The result is buffered, as DBD::mysql does.
+* mysql: PyMySQL, which blocks, so the whole conversation — building the connection object
+  included — runs in the bounded pool of ``_blocking`` with the time left; PyMySQL's
+  connect/read/write timeouts are set to that time, and an abandoned call has its socket shut
+  down so the worker returns at once (the worker hands the connection object to the loop side
+  through a small holder for that). No TLS, as DBD::mysql's default (``ssl_disabled``):
+  PyMySQL 1.2 would otherwise build an ``ssl`` default context, loading the CA store, for
+  every connection. The result is buffered, as DBD::mysql does.
 * oracle: python-oracledb's thin async mode, an optional extra; without it the check is down
   with CONFIG naming ``pip install 'ldirectord[oracle]'`` (``driver_problem`` says so for
   configtest). DSN ``host:port`` with SID = ``database``, as DBD::Oracle's ``sid=``.
@@ -19,7 +21,9 @@ when it returns at least one row. Deliberate fix: every step has the check's dea
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 from ldirectord.checks._blocking import run_blocking, shutdown_quietly
 from ldirectord.checks.base import CheckFailed, CheckTarget, Outcome, Reason, set_phase
@@ -114,42 +118,78 @@ def _pg_interface_failure(exc: Exception) -> CheckFailed:
 
 
 async def check_mysql(target: CheckTarget) -> Outcome:
-    import pymysql
-
     query = _query(target)
     end = time.monotonic() + target.deadline
     spec = target.spec
     budget = target.deadline + 1.0  # a backstop: at the deadline the pool abandons the call
-    conn = pymysql.connections.Connection(
-        host=target.host,
-        port=target.port,
-        user=spec.login,
-        password=spec.passwd,
-        database=spec.database or None,
-        connect_timeout=budget,
-        read_timeout=budget,
-        write_timeout=budget,
-        charset="utf8mb4",
-        defer_connect=True,
-    )
+    options: dict[str, object] = {
+        "host": target.host,
+        "port": target.port,
+        "user": spec.login,
+        "password": spec.passwd,
+        "database": spec.database or None,
+        "connect_timeout": budget,
+        "read_timeout": budget,
+        "write_timeout": budget,
+        "charset": "utf8mb4",
+        "ssl_disabled": True,  # no TLS, as DBD::mysql's default (mysql_ssl=0)
+        "defer_connect": True,
+    }
+    holder = _Holder()
     rows = await run_blocking(
         end - time.monotonic(),
         _mysql_converse,
-        conn,
+        holder,
+        options,
         query,
-        on_abandon=lambda: shutdown_quietly(getattr(conn, "_sock", None)),
+        on_abandon=holder.abandon,
     )
     if rows == 0:
         raise _no_rows(query)
     return Outcome.ok(f"{query[:60]!r} returned a row")
 
 
-def _mysql_converse(conn: object, query: str) -> int:
-    """In a worker thread: connect, log in, run the query, read one row. 1 or 0 rows."""
+class _Holder:
+    """The worker's PyMySQL connection, as the loop side's abandon path needs to reach it.
+
+    The worker builds the connection (nothing of PyMySQL runs on the event loop) and stores it
+    here; ``abandon`` (on the loop, at the deadline) marks the call abandoned and shuts the
+    socket the worker may be blocked on. A worker that finds the call already abandoned does
+    not connect at all.
+    """
+
+    __slots__ = ("_lock", "abandoned", "conn")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.conn: object | None = None
+        self.abandoned = False
+
+    def keep(self, conn: object) -> bool:
+        """Store ``conn``; False when the call was abandoned meanwhile (then do not connect)."""
+        with self._lock:
+            if self.abandoned:
+                return False
+            self.conn = conn
+            return True
+
+    def abandon(self) -> None:
+        with self._lock:
+            self.abandoned = True
+            conn = self.conn
+        if conn is not None:
+            shutdown_quietly(getattr(conn, "_sock", None))
+
+
+def _mysql_converse(holder: _Holder, options: dict[str, Any], query: str) -> int:
+    """In a worker thread: build the connection, connect, log in, run the query, read one
+    row. 1 or 0 rows."""
     import pymysql
 
-    assert isinstance(conn, pymysql.connections.Connection)
+    conn = pymysql.connections.Connection(**options)
     try:
+        if not holder.keep(conn):
+            raise CheckFailed(Reason.TIMEOUT, "abandoned before connecting")
         conn.connect()
         cursor = conn.cursor()
         rows = cursor.execute(query)  # buffered, as DBD::mysql's store_result
