@@ -24,11 +24,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 LAG = 2.0  # the throttle (1 s) plus a plugin run and a loaded machine
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a beat suppressed by the 1 s throttle is never sent later, so the pulse's "
-    "content can lag the table by a checkinterval; see tests/faults/README.md",
-)
 def test_pulse_shows_the_healthy_reals_soon_after_start(daemon: Daemon, tmp_path: Path) -> None:
     plan = Plan(tmp_path)
     plan.add("hang", healthy=2, dead=1, dies=0)

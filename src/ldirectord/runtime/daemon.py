@@ -141,7 +141,7 @@ class Daemon:
 
     def on_check_done(self, target: CheckTarget, outcome: Outcome) -> None:
         self.counters.checks_completed += 1
-        self.pulse.beat()
+        self.pulse.progress()  # beats once the engine has applied this outcome
         if self.logger.debug_level >= 2:
             verdict = "up" if outcome.up else "down"
             detail = f" {outcome.detail}" if outcome.detail else ""
@@ -417,6 +417,7 @@ class Daemon:
                 self.logger.log(f"ERROR: stopping the engine failed: {exc!r}", error=True)
         with contextlib.suppress(Exception):
             await self.alerts.drain(5.0)
+        self.pulse.close()  # no trailing beat after this
         self._writer.close(2.0)  # flush (bounded); nothing is written after this
         # A clean stop removes the pulse and the state file: a stopped director (the passive
         # node of a pair) has no pulse, which check_ldirectord_pulse -i accepts; a crashed or

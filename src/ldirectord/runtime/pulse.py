@@ -5,6 +5,13 @@ once per checkinterval when there is nothing to check), the systemd watchdog pin
 the same call, on the event loop, never from a side thread) and the atomic writes of the pulse
 and the richer state file that ``status`` reads.
 
+No progress is left unpublished: a beat suppressed by the once-a-second throttle schedules one
+trailing beat at ``last_beat + min_interval`` on the loop (at most one pending), and a check's
+beat is taken once the engine has applied that check's outcome (``progress``), so the pulse's
+"reals up" lags the engine's view by at most about a second. The content is rendered when the
+beat happens, never when it is scheduled. ``close`` cancels what is pending (the daemon calls it
+before it removes the pulse at stop).
+
 The file contents are encoded by the caller (``ldirectord.pulse_format`` owns schema 1); this
 module only decides when and writes. The write itself (temp file in the same directory, fsync,
 rename) runs on one writer thread so a slow disk never blocks the event loop; when a write is
@@ -14,6 +21,7 @@ the beats, which is the point.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -153,16 +161,66 @@ class Pulse:
         self.min_interval = min_interval
         self.last_beat = 0.0  # monotonic time of the last beat
         self.beats = 0
+        self.scheduled = 0  # beats sent from the loop (progress, or held back by the throttle)
+        #: the one beat scheduled on the loop (trailing or after the current callback), if any
+        self._pending: asyncio.Handle | None = None
+        self._closed = False
 
     def due(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         return now - self.last_beat >= self.min_interval
 
     def beat(self, *, force: bool = False) -> bool:
-        """Beat now unless one happened less than ``min_interval`` ago (``force``: always)."""
+        """Beat now unless one happened less than ``min_interval`` ago (``force``: always).
+
+        A suppressed beat is not lost: one trailing beat is scheduled at ``last_beat +
+        min_interval`` (when called on a running loop; at most one pending)."""
         now = time.monotonic()
         if not force and not self.due(now):
+            self._schedule(now)
             return False
+        self._beat(now)
+        return True
+
+    def progress(self) -> None:
+        """A check completed: beat once the caller's callback has returned (the engine applies
+        the outcome right after telling us), or at ``last_beat + min_interval`` when throttled.
+
+        Cheap on the hot path: with a beat already pending it only returns."""
+        if self._pending is None and not self._closed:
+            self._schedule(time.monotonic())
+
+    def close(self) -> None:
+        """No beat after this one (the pulse is about to be removed): cancel what is pending."""
+        self._closed = True
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
+    def _schedule(self, now: float) -> None:
+        if self._pending is not None or self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop (tools, tests): the next call beats
+            return
+        delay = self.last_beat + self.min_interval - now
+        if delay <= 0:
+            self._pending = loop.call_soon(self._fire)
+        else:
+            self._pending = loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        """The scheduled beat (any beat in between cancelled it, so it is always wanted)."""
+        self._pending = None
+        if not self._closed:
+            self.scheduled += 1
+            self._beat(time.monotonic())
+
+    def _beat(self, now: float) -> None:
+        if self._pending is not None:  # this beat carries everything up to now
+            self._pending.cancel()
+            self._pending = None
         self.last_beat = now
         self.beats += 1
         wall = time.time()
@@ -170,7 +228,6 @@ class Pulse:
         if self.state_path is not None and self._render_state is not None:
             self._writer.submit(self.state_path, self._render_state(wall))
         self._notifier.watchdog()
-        return True
 
 
 class ErrorGate:

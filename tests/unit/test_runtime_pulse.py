@@ -1,0 +1,101 @@
+"""The pulse publishes every bit of progress: throttled beats trail, progress beats after the
+engine applied the outcome, and nothing is scheduled after close (the pulse is removed then)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ldirectord.runtime.pulse import FileWriter, Pulse
+from ldirectord.runtime.sdnotify import Notifier
+
+INTERVAL = 0.2  # the throttle, shortened; the waits below are generous multiples of it
+
+
+def _pulse(tmp_path: Path, state: dict[str, int]) -> tuple[Pulse, FileWriter, list[int]]:
+    writer = FileWriter(lambda path, exc: None)
+    rendered: list[int] = []
+
+    def render(wall: float) -> bytes:
+        rendered.append(state["up"])  # the content is taken when the beat happens
+        return f"{state['up']} up".encode()
+
+    pulse = Pulse(
+        str(tmp_path / "x.pulse"),
+        writer=writer,
+        notifier=Notifier(env={}),
+        render=render,
+        min_interval=INTERVAL,
+    )
+    return pulse, writer, rendered
+
+
+async def _until(cond: Callable[[], bool], limit: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    while not cond() and loop.time() < end:
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_a_throttled_beat_trails_with_the_newest_content(tmp_path: Path) -> None:
+    state = {"up": 0}
+    pulse, writer, rendered = _pulse(tmp_path, state)
+    assert pulse.beat(force=True)  # the start-up beat: "0 up"
+    state["up"] = 2
+    for _ in range(50):  # a burst of progress within the throttle: one trailing beat
+        assert not pulse.beat()
+    first = pulse.last_beat
+    await _until(lambda: pulse.beats == 2)
+    assert pulse.beats == 2 and rendered == [0, 2]
+    assert pulse.last_beat - first >= INTERVAL * 0.99
+    await asyncio.sleep(INTERVAL * 3)
+    assert pulse.beats == 2  # nothing more was held back: no further beat
+    assert writer.flush(5)
+    assert (tmp_path / "x.pulse").read_bytes() == b"2 up"
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_progress_beats_after_the_caller_applied_the_outcome(tmp_path: Path) -> None:
+    state = {"up": 0}
+    pulse, writer, rendered = _pulse(tmp_path, state)
+    pulse.progress()  # the engine tells us first...
+    state["up"] = 1  # ...then applies the outcome in the same callback
+    await _until(lambda: pulse.beats == 1)
+    assert rendered == [1]
+    pulse.progress()  # throttled now: trails at last_beat + INTERVAL
+    state["up"] = 3
+    pulse.progress()
+    await _until(lambda: pulse.beats == 2)
+    assert rendered == [1, 3] and pulse.scheduled == 2
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_forced_beat_takes_the_place_of_the_pending_one(tmp_path: Path) -> None:
+    state = {"up": 0}
+    pulse, writer, rendered = _pulse(tmp_path, state)
+    pulse.beat(force=True)
+    pulse.progress()  # pending: trailing
+    state["up"] = 1
+    pulse.beat(force=True)  # carries it: the pending beat is cancelled
+    await asyncio.sleep(INTERVAL * 3)
+    assert rendered == [0, 1] and pulse.beats == 2
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_close_cancels_the_pending_beat(tmp_path: Path) -> None:
+    state = {"up": 0}
+    pulse, writer, _ = _pulse(tmp_path, state)
+    pulse.beat(force=True)
+    assert not pulse.beat()  # a trailing beat is pending
+    pulse.close()
+    pulse.progress()
+    await asyncio.sleep(INTERVAL * 3)
+    assert pulse.beats == 1
+    writer.close()
