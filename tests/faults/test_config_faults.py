@@ -171,11 +171,6 @@ def _prefixes(good: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: autoreload applies a config seen mid-write when that prefix parses "
-    "(no settle time); see tests/faults/README.md",
-)
 def test_autoreload_never_applies_a_half_written_file(daemon: Daemon, tmp_path: Path) -> None:
     """An editor truncates the file and writes it again; a poll may fall in between. Every cut
     below is held 0.9 s (just under one checkinterval, so a poll falls inside it most times;
