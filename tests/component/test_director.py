@@ -474,3 +474,52 @@ async def test_fd_limit_warning_is_logged(monkeypatch: pytest.MonkeyPatch) -> No
     await d.start()
     assert "Warning: 1 targets need more" in sink.lines
     await d.stop()
+
+
+async def test_verify_puts_back_what_someone_else_changed() -> None:
+    """A managed entry deleted or edited behind our back is restored without a health change
+    (ldirectord only looked at the kernel when a real changed state)."""
+    from ldirectord.forwarding.base import DeleteDest, DeleteService
+
+    v = virtual("192.168.6.240", 80, real("10.0.0.1"), real("10.0.0.2"), check=FAST)
+    backend = DryRunBackend()
+    d = await started(config(v), backend, Script())
+    try:
+        assert await d.wait_first_checks(5)
+        await until(lambda: len(dests(backend)) == 2)
+        assert await d.verify() is False  # nothing changed: no dump-driven work
+        backend.apply_sync(DeleteDest(V, k("10.0.0.2")))  # an admin's `ipvsadm -d`
+        assert await d.verify() is True
+        await until(lambda: dests(backend) == {k("10.0.0.1"): 1, k("10.0.0.2"): 1})
+        backend.apply_sync(DeleteService(V))  # an admin's `ipvsadm -D`
+        assert await d.verify() is True
+        await until(lambda: dests(backend) == {k("10.0.0.1"): 1, k("10.0.0.2"): 1})
+        assert d.foreign_changes == 2
+    finally:
+        await d.stop()
+
+
+async def test_verify_leaves_a_quiesced_real_deleted_by_hand_alone() -> None:
+    """readdquiescent=no: an admin may delete a quiesced real to end persistence."""
+    from ldirectord.forwarding.base import DeleteDest
+
+    v = virtual("192.168.6.240", 80, real("10.0.0.1"), real("10.0.0.2"), check=FAST, quiescent=True)
+    backend, script = DryRunBackend(), Script()
+    d = await started(config(v), backend, script)
+    try:
+        assert await d.wait_first_checks(5)
+        await until(lambda: len(dests(backend)) == 2)
+        script["10.0.0.2"] = "down"
+        await until(lambda: dests(backend).get(k("10.0.0.2")) == 0)
+        backend.apply_sync(DeleteDest(V, k("10.0.0.2")))
+        await d.verify()
+        await asyncio.sleep(0.5)
+        assert dests(backend) == {k("10.0.0.1"): 1}
+    finally:
+        await d.stop()
+
+
+async def test_verify_interval_follows_checkinterval_within_bounds() -> None:
+    assert director_mod.verify_interval(config(checkinterval=1)) == 10
+    assert director_mod.verify_interval(config(checkinterval=4)) == 20
+    assert director_mod.verify_interval(config(checkinterval=30)) == 60

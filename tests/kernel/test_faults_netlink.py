@@ -44,5 +44,9 @@ def test_netlink_error_storm_is_retried_and_checking_continues() -> None:
     assert doc["stalls"] == 0 and doc["alive"], doc
     assert doc["pulse_max_gap"] <= 3.0, doc
     assert doc["plugin_polls"] >= 10 and not doc["plugin_not_ok"], doc
-    assert doc["converged_after"] is not None and doc["converged_after"] <= 10, doc
+    # the engine re-reads the kernel every 5 checkintervals (10 s here): a hand deletion that
+    # no later health change touches is put back by then
+    assert doc["converged_after"] is not None and doc["converged_after"] <= 13, doc
+    restored = doc["restored_without_health_change"]
+    assert restored is not None and restored <= 13, doc
     assert doc["stop_rc"] == 0 and doc["kernel_after_stop"] is None, doc

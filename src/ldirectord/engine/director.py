@@ -67,6 +67,15 @@ from ldirectord.health.machine import (
 
 #: Seconds before the applier retries a reconcile that kept failing.
 RETRY_DELAY = 2.0
+#: The kernel table is re-read every 5 checkintervals, at least 10 s and at most 60 s apart,
+#: and what someone else changed in a service we manage is put back by the reconciler.
+VERIFY_FACTOR, VERIFY_MIN, VERIFY_MAX = 5.0, 10.0, 60.0
+
+
+def verify_interval(config: Config) -> float:
+    """Seconds between two re-reads of the kernel table (a pure function of the config)."""
+    return min(VERIFY_MAX, max(VERIFY_MIN, VERIFY_FACTOR * config.globals.checkinterval))
+
 
 CheckFn = Callable[[CheckTarget], Awaitable[Outcome]]
 
@@ -106,6 +115,9 @@ class Director:
         self._lock = asyncio.Lock()
         self._reload_lock = asyncio.Lock()
         self._apply_task: asyncio.Task[None] | None = None
+        self._verify_task: asyncio.Task[None] | None = None
+        #: times the kernel table was found changed behind our back (and put back)
+        self.foreign_changes = 0
         self._awaiting_first: set[ProbeKey] = set()
         self._first_done = asyncio.Event()
         self._fallback = FallbackCommands(self._log)
@@ -148,6 +160,7 @@ class Director:
             await self._reconcile(set(self._desired), (), Tag.START)
         self._start_probes()
         self._apply_task = asyncio.create_task(self._apply_loop(), name="ldirectord applier")
+        self._verify_task = asyncio.create_task(self._verify_loop(), name="ldirectord verifier")
         self._wake.set()  # whatever the initial reconcile could not do is retried at once
 
     async def wait_first_checks(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
@@ -192,11 +205,12 @@ class Director:
         """Cancel checks; purge what cleanstop=yes virtuals hold; leave the rest."""
         self.status = DaemonStatus.STOPPING
         await self._scheduler.close()
-        if self._apply_task is not None:
-            self._apply_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._apply_task
-            self._apply_task = None
+        for task in (self._verify_task, self._apply_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._apply_task = self._verify_task = None
         cleanstop = list(
             dict.fromkeys(service_key(v) for v in self._config.virtuals if v.cleanstop)
         )
@@ -401,6 +415,39 @@ class Director:
             else:
                 await asyncio.sleep(RETRY_DELAY)
                 self._wake.set()
+
+    async def _verify_loop(self) -> None:
+        """Re-read the kernel now and then; a managed service changed by someone else (an
+        admin's ipvsadm, another tool, a kernel that lost entries) is re-planned, so the table
+        converges even when no health changes. ldirectord only ever looked at the kernel when
+        a real changed state; entries it must leave alone (KEEP, quiesced reals deleted by
+        hand with readdquiescent=no, services it never managed) are still left alone."""
+        while True:
+            await asyncio.sleep(verify_interval(self._config))
+            try:
+                await self.verify()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the loop must survive anything
+                self._log(f"Error re-reading the IPVS table: {exc!r}")
+
+    async def verify(self) -> bool:
+        """Dump the kernel; when a managed service differs from our mirror, re-plan them all.
+        True when something had changed behind our back."""
+        async with self._lock:
+            before = self._applier.table().services
+            actual = (await self._applier.dump()).services
+            changed = [k for k in self._desired if before.get(k) != actual.get(k)]
+            if not changed:
+                return False
+            self.foreign_changes += 1
+            self._log(
+                f"IPVS table changed outside ldirectord for {', '.join(map(str, changed[:5]))}"
+                f"{' ...' if len(changed) > 5 else ''}; reconciling"
+            )
+            self._dirty |= set(changed)
+        self._wake.set()
+        return True
 
     def _plan(
         self,
