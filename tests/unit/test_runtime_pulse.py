@@ -99,3 +99,30 @@ async def test_close_cancels_the_pending_beat(tmp_path: Path) -> None:
     await asyncio.sleep(INTERVAL * 3)
     assert pulse.beats == 1
     writer.close()
+
+
+def test_the_writer_renders_callable_content_on_its_own_thread(tmp_path: Path) -> None:
+    import threading
+
+    threads: list[str] = []
+    errors: list[tuple[str, OSError]] = []
+    writer = FileWriter(lambda path, exc: errors.append((path, exc)))
+
+    def render() -> bytes:
+        threads.append(threading.current_thread().name)
+        return b"rendered\n"
+
+    def broken() -> bytes:
+        raise ValueError("a bug")
+
+    try:
+        writer.submit(str(tmp_path / "state"), render)
+        writer.submit(str(tmp_path / "bad"), broken)
+        assert writer.flush(5)
+    finally:
+        writer.close()
+    assert (tmp_path / "state").read_bytes() == b"rendered\n"
+    assert threads == ["ldirectord-writer"]  # not the caller's (the event loop's) thread
+    assert not (tmp_path / "bad").exists()
+    assert [p for p, _ in errors] == [str(tmp_path / "bad")]
+    assert "a bug" in str(errors[0][1])

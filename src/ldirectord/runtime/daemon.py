@@ -136,6 +136,7 @@ class Daemon:
         self._watch = ConfigWatcher(options.config_path, lambda m: self.logger.log(m, error=True))
         self.stop_reason = "?"
         self._wall_offset = time.time() - time.monotonic()
+        self._snap_cache: tuple[float, DirectorSnapshot | None] | None = None
 
     # --- events ------------------------------------------------------------------------
 
@@ -180,8 +181,17 @@ class Daemon:
             self._loud("snapshot", f"ERROR: engine snapshot failed: {exc!r}")
             return None
 
-    def render_pulse(self, wall: float) -> bytes:
+    def _beat_snapshot(self, wall: float) -> DirectorSnapshot | None:
+        """One snapshot per beat, shared by the pulse and the state file (same ``wall``)."""
+        cached = self._snap_cache
+        if cached is not None and cached[0] == wall:
+            return cached[1]
         snap = self.snapshot()
+        self._snap_cache = (wall, snap)
+        return snap
+
+    def render_pulse(self, wall: float) -> bytes:
+        snap = self._beat_snapshot(wall)
         return encode_pulse(
             pulse_document(
                 snap,
@@ -196,9 +206,11 @@ class Daemon:
     def checks_completed(self, snap: DirectorSnapshot | None) -> int:
         return max(self.counters.checks_completed, snap.checks_completed if snap else 0)
 
-    def render_state(self, wall: float) -> bytes:
-        snap = self.snapshot()
-        doc = {
+    def render_state(self, wall: float) -> Callable[[], bytes]:
+        """Capture the state on the loop; the writer thread encodes it (at 10,000 reals the
+        encoding took ~220 ms, which must not stall the loop once a second)."""
+        snap = self._beat_snapshot(wall)
+        head = {
             "schema": STATE_SCHEMA,
             "pid": os.getpid(),
             "config": self.options.config_path,
@@ -210,9 +222,9 @@ class Daemon:
             "reloads": self.counters.reloads,
             "failed_reloads": self.counters.failed_reloads,
             "execute": list(self.config.globals.execute),
-            "virtuals": state_virtuals(snap, self._wall_offset),
         }
-        return encode_state(doc)
+        offset = self._wall_offset
+        return lambda: encode_state({**head, "virtuals": state_virtuals(snap, offset)})
 
     def summary(self) -> str:
         snap = self.snapshot()

@@ -7,7 +7,6 @@ the pid file. Knows nothing about configs or commands. A pid counts as running o
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 from dataclasses import dataclass
@@ -65,21 +64,10 @@ def probe(path: str, proc: str = PROC) -> PidState:
 
 
 def write_pid(path: str, pid: int | None = None) -> None:
-    """Write ``<pid>\\n`` atomically (temp file in the same directory, then rename)."""
-    pid = os.getpid() if pid is None else pid
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, f"{pid}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``<pid>\n`` atomically (temp file in the same directory, fsync, rename)."""
+    from ldirectord.runtime.pulse import write_atomic
+
+    write_atomic(path, f"{os.getpid() if pid is None else pid}\n".encode())
 
 
 def remove_if_ours(path: str, pid: int | None = None) -> bool:

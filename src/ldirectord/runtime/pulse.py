@@ -32,6 +32,11 @@ from ldirectord.runtime.sdnotify import Notifier
 
 ERROR_EVERY = 60.0  # seconds between two log lines about a failing pulse write
 
+#: What a file's content is: bytes, or a function the writer thread calls to render them (so
+#: encoding a large state file never runs on the event loop; the caller captures an immutable
+#: snapshot on the loop and hands over the rendering).
+Content = bytes | Callable[[], bytes]
+
 
 def check_writable(path: str, what: str = "pulse file") -> str | None:
     """Prove at start-up that ``path`` can be written atomically; return the error otherwise."""
@@ -74,12 +79,19 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
+def _render(fn: Callable[[], bytes]) -> bytes:
+    try:
+        return fn()
+    except Exception as exc:  # a rendering bug must reach the loud error path, not kill the thread
+        raise OSError(f"cannot render the content: {exc!r}") from exc
+
+
 class FileWriter:
     """One daemon thread that writes files atomically; the newest content per path wins."""
 
     def __init__(self, on_error: Callable[[str, OSError], None]) -> None:
         self._on_error = on_error
-        self._pending: dict[str, bytes] = {}
+        self._pending: dict[str, Content] = {}
         self._cond = threading.Condition()
         self._closed = False
         self._busy = False
@@ -87,7 +99,7 @@ class FileWriter:
         self.failures = 0
         self._thread = threading.Thread(target=self._run, name="ldirectord-writer", daemon=True)
 
-    def submit(self, path: str, data: bytes) -> None:
+    def submit(self, path: str, data: Content) -> None:
         """Queue ``data`` for ``path`` (the thread starts with the first submit)."""
         with self._cond:
             if self._closed:
@@ -127,7 +139,7 @@ class FileWriter:
                 del self._pending[path]
                 self._busy = True
             try:
-                write_atomic(path, data)
+                write_atomic(path, data if isinstance(data, bytes) else _render(data))
                 self.written += 1
             except OSError as exc:
                 self.failures += 1
@@ -149,7 +161,7 @@ class Pulse:
         notifier: Notifier,
         render: Callable[[float], bytes],
         state_path: str | None = None,
-        render_state: Callable[[float], bytes] | None = None,
+        render_state: Callable[[float], Content] | None = None,
         min_interval: float = 1.0,
     ) -> None:
         self.path = path
