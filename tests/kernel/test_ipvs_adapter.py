@@ -125,7 +125,10 @@ def backend_with(handler: Handler, **kwargs: Any) -> tuple[IpvsBackend, Connecto
 @pytest.mark.asyncio
 async def test_a_hung_netlink_call_ends_at_its_deadline_and_the_socket_is_replaced() -> None:
     answers = iter(["hang", []])
-    backend, conn = backend_with(lambda kind, cmd: next(answers), call_timeout=0.2)
+    # a dump request is bounded by the dump deadline (one request, one answer per entry)
+    backend, conn = backend_with(
+        lambda kind, cmd: next(answers), call_timeout=0.2, dump_deadline=0.2
+    )
     started = time.monotonic()
     with pytest.raises(BackendError) as info:
         await backend.dump()

@@ -162,7 +162,7 @@ class IpvsBackend:
         *,
         call_timeout: float = 2.0,
         apply_deadline: float = 4.0,
-        dump_deadline: float = 8.0,
+        dump_deadline: float = 30.0,
         attempts: int = 3,
         retry_delay: float = 0.05,
         connect: Callable[[], Awaitable[Any]] = connect_ipvs,
@@ -220,8 +220,11 @@ class IpvsBackend:
     async def _call(self, call: _Call, op: Op | None) -> list[Any]:
         """One request under its deadline; errors become BackendError (socket reset on IO ones)."""
         what = command_for(op) if op is not None else f"{call.kind} {call.command}"
+        # A dump is one request answered by one message per entry: with 10,000 reals (and a
+        # slow guest kernel) it takes longer than a single change, so it gets the dump deadline.
+        limit = self._dump_deadline if call.command == "dump" else self._call_timeout
         try:
-            async with asyncio.timeout(self._call_timeout):
+            async with asyncio.timeout(limit):
                 if self._sock is None:
                     self._sock = await self._connect()
                 if call.kind == "service":
@@ -237,7 +240,7 @@ class IpvsBackend:
             raise BackendError(f"{what}: {os.strerror(code)}", op=op, errno=code) from exc
         except TimeoutError as exc:
             self._drop_socket()
-            msg = f"{what}: netlink did not answer within {self._call_timeout} s"
+            msg = f"{what}: netlink did not answer within {limit} s"
             raise BackendError(msg, op=op, errno=errno.ETIMEDOUT) from exc
         except OSError as exc:
             self._drop_socket()
