@@ -232,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     head += "\n" + summary(sections)
     sys.stdout.write(head + "\n" + "\n".join(s.render() for s in sections.values()))
     if not args.no_write:
+        if args.only:
+            stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+            for section in sections.values():
+                section.notes.append(f"_Rerun on its own (`--only`) at {stamp}._")
         write(sections, head, only=bool(args.only))
         log(f"wrote {OUTPUT}")
     log(f"total {time.monotonic() - began:.0f} s")

@@ -4,7 +4,7 @@ Runs inside the User-Mode Linux guest:
 
     python -m bench.guest_reload SPEC_JSON
 
-SPEC keys: daemon (ours, keepalived), n, reloads, cap, strace (also count the netlink
+SPEC keys: daemon (ours, keepalived), n, reloads, cap (each reload), fill_cap, strace (also count the netlink
 requests of one extra reload with strace attached; ptrace slows a Python daemon's every
 syscall so much in the guest that it is only used for keepalived). The reals are not probed (ldirectord
 ``checktype=on``; keepalived real servers without a checker), so the table holds every real
@@ -163,9 +163,10 @@ async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
     daemon = guest_ipvs.Daemon(recipe, os.path.join(workdir, "daemon.log"))
     daemon.start()
     try:
-        out["fill_s"] = await wait_full(daemon, reals, spec["cap"])
+        out["fill_s"] = await wait_full(daemon, reals, spec.get("fill_cap", spec["cap"]))
         if out["fill_s"] is None:
-            out["error"] = f"table not filled within {spec['cap']} s: {daemon.log_tail()}"
+            cap = spec.get("fill_cap", spec["cap"])
+            out["error"] = f"table not filled within {cap} s: {daemon.log_tail()}"
             return out
         await asyncio.sleep(SETTLE_S)
         for i in range(spec["reloads"]):
