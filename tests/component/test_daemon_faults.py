@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,26 +14,12 @@ import pytest
 from tests.component.test_daemon_support import (
     demo_config,
     http_reals,
-    kill_pidfile,
     ldirectord,
+    read_state,
     wait_for,
 )
 
 pytestmark = [pytest.mark.component, pytest.mark.faults, pytest.mark.slow]
-
-
-@pytest.fixture
-def rundir(tmp_path: Path) -> Iterator[Path]:
-    run = tmp_path / "run"
-    run.mkdir()
-    yield run
-    for pid_file in run.glob("*.pid"):
-        kill_pidfile(pid_file)
-
-
-def _state(run: Path, name: str) -> dict[str, object]:
-    doc: dict[str, object] = json.loads((run / f"ldirectord.{name}.state").read_text())
-    return doc
 
 
 def _replace(path: Path, text: str) -> None:
@@ -66,7 +51,7 @@ def test_autoreload_survives_half_written_and_vanished_config(tmp_path: Path, ru
 
         # a good change is picked up by the poll (mtime, then content hash)
         _replace(cfg, good.replace(f":{ports[1]} masq 1", f":{ports[1]} masq 7"))
-        wait_for("the autoreload", lambda: _state(rundir, "auto.cf")["reloads"] == 1)
+        wait_for("the autoreload", lambda: read_state(rundir, "auto.cf")["reloads"] == 1)
         text = log.read_text()
         assert f"Configuration file '{cfg}' has changed on disk" in text
         assert " - reread new configuration" in text
@@ -74,8 +59,8 @@ def test_autoreload_survives_half_written_and_vanished_config(tmp_path: Path, ru
 
         # half-written: the old config keeps running, untouched
         cfg.write_text(good[: good.index("\treal=") + 12])
-        wait_for("the failed reload", lambda: _state(rundir, "auto.cf")["failed_reloads"] == 1)
-        virtuals = _state(rundir, "auto.cf")["virtuals"]
+        wait_for("the failed reload", lambda: read_state(rundir, "auto.cf")["failed_reloads"] == 1)
+        virtuals = read_state(rundir, "auto.cf")["virtuals"]
         assert isinstance(virtuals, list)
         assert [r["weight"] for r in virtuals[0]["reals"]] == [1, 7]
 
@@ -89,7 +74,7 @@ def test_autoreload_survives_half_written_and_vanished_config(tmp_path: Path, ru
         # and back to a good file: reloaded again
         cfg.rmdir()
         cfg.write_text(good)
-        wait_for("the second reload", lambda: _state(rundir, "auto.cf")["reloads"] == 2)
+        wait_for("the second reload", lambda: read_state(rundir, "auto.cf")["reloads"] == 2)
         assert ldirectord(*opts, str(cfg), "stop").returncode == 0
     text = log.read_text()
     assert "Reload abandoned" in text and "the running configuration is unchanged" in text

@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,26 +23,12 @@ from tests.component.test_daemon_support import (
     LDIRECTORD,
     demo_config,
     http_reals,
-    kill_pidfile,
     ldirectord,
+    read_state,
     wait_for,
 )
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
-
-
-@pytest.fixture
-def rundir(tmp_path: Path) -> Iterator[Path]:
-    run = tmp_path / "run"
-    run.mkdir()
-    yield run
-    for pid_file in run.glob("*.pid"):
-        kill_pidfile(pid_file)
-
-
-def state(run: Path, name: str) -> dict[str, object]:
-    doc: dict[str, object] = json.loads((run / f"ldirectord.{name}.state").read_text())
-    return doc
 
 
 def test_start_status_pulse_reload_badreload_stop(tmp_path: Path, rundir: Path) -> None:
@@ -92,10 +77,10 @@ def test_start_status_pulse_reload_badreload_stop(tmp_path: Path, rundir: Path) 
         # --- reload: a new weight goes through the reconciler
         demo_config(cfg, ports, weights=[1, 5])
         assert ldirectord(*opts, str(cfg), "reload").returncode == 0
-        wait_for("the reload", lambda: state(rundir, "lvs.cf")["reloads"] == 1)
+        wait_for("the reload", lambda: read_state(rundir, "lvs.cf")["reloads"] == 1)
 
         def weights() -> list[object]:
-            virtuals = state(rundir, "lvs.cf")["virtuals"]
+            virtuals = read_state(rundir, "lvs.cf")["virtuals"]
             assert isinstance(virtuals, list)
             return [r["weight"] for r in virtuals[0]["reals"]]
 
@@ -114,7 +99,7 @@ def test_start_status_pulse_reload_badreload_stop(tmp_path: Path, rundir: Path) 
 
         # --- bad reload by SIGHUP (as `kill -HUP`): logged, old config keeps running
         os.kill(pid, 1)
-        wait_for("the failed reload", lambda: state(rundir, "lvs.cf")["failed_reloads"] == 1)
+        wait_for("the failed reload", lambda: read_state(rundir, "lvs.cf")["failed_reloads"] == 1)
         log = (tmp_path / "ldirectord.log").read_text()
         assert f"Error reading file {cfg}: {cfg}:" in log
         assert "the running configuration is unchanged" in log
@@ -146,7 +131,7 @@ def test_start_status_pulse_reload_badreload_stop(tmp_path: Path, rundir: Path) 
 
 def _table(run: Path, name: str) -> list[tuple[object, ...]]:
     """(virtual, real, weight, health, last change) of every real, from the state file."""
-    virtuals = state(run, name)["virtuals"]
+    virtuals = read_state(run, name)["virtuals"]
     assert isinstance(virtuals, list)
     return [
         (v["name"], r["name"], r["weight"], r["health"], r["last_change"])
@@ -157,7 +142,7 @@ def _table(run: Path, name: str) -> list[tuple[object, ...]]:
 
 def _status_of(run: Path, name: str) -> tuple[object, object] | None:
     try:
-        doc = state(run, name)
+        doc = read_state(run, name)
     except (OSError, ValueError):
         return None
     virtuals = doc["virtuals"]

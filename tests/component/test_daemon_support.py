@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -108,3 +109,9 @@ def kill_pidfile(path: Path) -> None:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         if b"ldirectord" in cmd:
             os.kill(pid, signal.SIGKILL)
+
+
+def read_state(run: Path, name: str) -> dict[str, object]:
+    """The daemon's state file (what `status --json` shows)."""
+    doc: dict[str, object] = json.loads((run / f"ldirectord.{name}.state").read_text())
+    return doc
