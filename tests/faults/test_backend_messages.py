@@ -11,10 +11,10 @@ import errno
 from typing import Any
 
 import pytest
-from pyroute2.netlink.exceptions import NetlinkError
 
 from ldirectord.errors import BackendError
 from ldirectord.forwarding.base import AddDest
+from ldirectord.forwarding.nlsocket import NetlinkError
 from tests.kernel.test_ipvs_adapter import DEST, TCP4, backend_with, svc_msg
 
 pytestmark = pytest.mark.faults

@@ -1,22 +1,26 @@
-"""IpvsBackend's own logic on the host, with a scripted netlink socket: deadlines, socket reset,
-retry and convergence, and the normalisation of dumped attributes. (The kernel contract is in
-guest/test_ipvs_contract.py; a kernel cannot be made to hang or to answer EBUSY on demand.)
+"""IpvsBackend's own logic on the host, with a scripted netlink transport: deadlines, socket
+reset, retry and convergence, batches, and the normalisation of dumped attributes. A scripted
+transport, because a kernel cannot be made to hang or to answer EBUSY on demand; its dump
+answers are real wire bytes (ipvs_wire's encoders). The kernel contract is in
+guest/test_ipvs_contract.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import socket
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from pyroute2.netlink.exceptions import NetlinkError
 
 from ldirectord.config.model import Family, Method, Protocol
 from ldirectord.errors import BackendError
-from ldirectord.forwarding import ipvs
+from ldirectord.forwarding import ipvs_wire as wire
+from ldirectord.forwarding import netlink as nl
 from ldirectord.forwarding.base import (
     AddDest,
     AddService,
@@ -28,61 +32,73 @@ from ldirectord.forwarding.base import (
     ServiceSpec,
 )
 from ldirectord.forwarding.ipvs import IpvsBackend, sched_flag_bits, sched_flag_names
+from ldirectord.forwarding.nlsocket import NetlinkError
 
 TCP4 = ServiceKey(Protocol.TCP, Family.INET, "10.1.1.1", 80)
 SPEC = ServiceSpec(TCP4)
 DEST = Dest(DestKey("10.2.0.1", 80), Method.MASQ, weight=2, upper=5, lower=1)
 
 
-class Msg:
-    def __init__(self, nla: str, attrs: dict[str, Any]) -> None:
-        self._nla, self._attrs = nla, attrs
-
-    def get_attr(self, name: str) -> Any:
-        return {"attrs": list(self._attrs.items())} if name == self._nla else None
+def _addr(text: str) -> bytes:
+    family = socket.AF_INET6 if ":" in text else socket.AF_INET
+    return socket.inet_pton(family, text).ljust(16, b"\0")
 
 
-def svc_msg(**extra: Any) -> Msg:
-    attrs = {
-        "IPVS_SVC_ATTR_AF": 2,
-        "IPVS_SVC_ATTR_PROTOCOL": 6,
-        "IPVS_SVC_ATTR_ADDR": "10.1.1.1",
-        "IPVS_SVC_ATTR_PORT": 80,
-        "IPVS_SVC_ATTR_SCHED_NAME": "wrr",
-        "IPVS_SVC_ATTR_FLAGS": {"flags": 0x2, "mask": 0xFFFFFFFF},
-        "IPVS_SVC_ATTR_TIMEOUT": 0,
-        "IPVS_SVC_ATTR_NETMASK": "255.255.255.255",
-    }
-    attrs.update(extra)
-    return Msg("IPVS_CMD_ATTR_SERVICE", attrs)
+def svc_msg(
+    *,
+    af: int = socket.AF_INET,
+    protocol: int = socket.IPPROTO_TCP,
+    addr: str = "10.1.1.1",
+    port: int = 80,
+    sched: str = "wrr",
+    flags: int = 0x2,
+    timeout: int = 0,
+    netmask: bytes = socket.inet_aton("255.255.255.255"),
+) -> bytes:
+    """A GET_SERVICE dump message body as the kernel sends it (stats left out)."""
+    return nl.nested(
+        wire.CMD_ATTR_SERVICE,
+        nl.u16(wire.SVC_AF, af),
+        nl.u16(wire.SVC_PROTOCOL, protocol),
+        nl.attr(wire.SVC_ADDR, _addr(addr)),
+        nl.be16(wire.SVC_PORT, port),
+        nl.string(wire.SVC_SCHED_NAME, sched),
+        nl.attr(wire.SVC_FLAGS, struct.pack("=II", flags, 0xFFFFFFFF)),
+        nl.u32(wire.SVC_TIMEOUT, timeout),
+        nl.attr(wire.SVC_NETMASK, netmask),
+    )
 
 
-def dest_msg(fwd: int = 0, **extra: Any) -> Msg:
-    attrs = {
-        "IPVS_DEST_ATTR_ADDR": "10.2.0.1",
-        "IPVS_DEST_ATTR_PORT": 80,
-        "IPVS_DEST_ATTR_FWD_METHOD": fwd,
-        "IPVS_DEST_ATTR_WEIGHT": 2,
-        "IPVS_DEST_ATTR_U_THRESH": 5,
-        "IPVS_DEST_ATTR_L_THRESH": 1,
-    }
-    attrs.update(extra)
-    return Msg("IPVS_CMD_ATTR_DEST", attrs)
+def dest_msg(fwd: int = 0, *, addr: str = "10.2.0.1", port: int = 80, weight: int = 2) -> bytes:
+    """A GET_DEST dump message body as the kernel sends it (counters left out)."""
+    return nl.nested(
+        wire.CMD_ATTR_DEST,
+        nl.attr(wire.DEST_ADDR, _addr(addr)),
+        nl.be16(wire.DEST_PORT, port),
+        nl.u32(wire.DEST_FWD_METHOD, fwd),
+        nl.u32(wire.DEST_WEIGHT, weight),
+        nl.u32(wire.DEST_U_THRESH, 5),
+        nl.u32(wire.DEST_L_THRESH, 1),
+        nl.u16(wire.DEST_ADDR_FAMILY, socket.AF_INET6 if ":" in addr else socket.AF_INET),
+    )
 
 
 Handler = Callable[[str, str], Any]
 
 
 class FakeSocket:
-    """Answers each request through ``handler(kind, command)``: a list, an exception, or
-    "hang" (never answers)."""
+    """Answers each request through ``handler(kind, command)`` (kind "service"/"dest",
+    command "add"/"set"/"del"/"dump"): a list of message bodies, an exception, or "hang"
+    (never answers)."""
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.calls: list[tuple[str, str]] = []
+        self.batches: list[int] = []
         self.closed = False
 
-    async def _answer(self, kind: str, command: str) -> list[Any]:
+    async def _answer(self, cmd: int) -> list[bytes]:
+        kind, command = wire.COMMANDS[cmd]
         self.calls.append((kind, command))
         result = self.handler(kind, command)
         if result == "hang":
@@ -91,11 +107,20 @@ class FakeSocket:
             raise result
         return list(result)
 
-    async def service(self, command: str, service: Any = None) -> list[Any]:
-        return await self._answer("service", command)
+    async def call(self, cmd: int, body: bytes, *, dump: bool = False) -> list[memoryview]:
+        return [memoryview(b) for b in await self._answer(cmd)]
 
-    async def dest(self, command: str, service: Any, dest: Any = None) -> list[Any]:
-        return await self._answer("dest", command)
+    async def batch(self, requests: Sequence[tuple[int, bytes]]) -> list[int]:
+        self.batches.append(len(requests))
+        codes = []
+        for cmd, _body in requests:
+            try:
+                await self._answer(cmd)
+            except NetlinkError as exc:
+                codes.append(exc.code)
+            else:
+                codes.append(0)
+        return codes
 
     def close(self) -> None:
         self.closed = True
@@ -201,7 +226,7 @@ async def test_an_add_that_meets_an_existing_entry_becomes_an_edit() -> None:
 
     def handler(kind: str, cmd: str) -> Any:
         if cmd == "dump":
-            return [svc_msg()] if kind == "service" else [dest_msg(IPVS_DEST_ATTR_WEIGHT=9)]
+            return [svc_msg()] if kind == "service" else [dest_msg(weight=9)]
         sends.append(cmd)
         return NetlinkError(errno.EEXIST) if cmd == "add" else []
 
@@ -241,21 +266,21 @@ async def test_dump_normalises_flags_netmask_and_a_local_real() -> None:
         if kind == "service":
             return [
                 svc_msg(
-                    IPVS_SVC_ATTR_SCHED_NAME="sh",
-                    IPVS_SVC_ATTR_FLAGS={"flags": 0x1 | 0x2 | 0x10, "mask": 0xFFFFFFFF},
-                    IPVS_SVC_ATTR_TIMEOUT=300,
-                    IPVS_SVC_ATTR_NETMASK="255.255.255.0",
+                    sched="sh",
+                    flags=0x1 | 0x2 | 0x10,
+                    timeout=300,
+                    netmask=socket.inet_aton("255.255.255.0"),
                 ),
                 svc_msg(
-                    IPVS_SVC_ATTR_AF=10,
-                    IPVS_SVC_ATTR_ADDR="FD00:0:0::1",
-                    IPVS_SVC_ATTR_FLAGS={"flags": 0x1 | 0x2, "mask": 0xFFFFFFFF},
-                    IPVS_SVC_ATTR_TIMEOUT=60,
-                    IPVS_SVC_ATTR_NETMASK=ipvs._encode_netmask(Family.INET6, "64"),
+                    af=socket.AF_INET6,
+                    addr="FD00:0:0::1",
+                    flags=0x1 | 0x2,
+                    timeout=60,
+                    netmask=struct.pack("=I", 64),
                 ),
-                svc_msg(IPVS_SVC_ATTR_PROTOCOL=132),  # SCTP: not ours, left out
+                svc_msg(protocol=132),  # SCTP: not ours, left out
             ]
-        return [dest_msg(fwd=1), dest_msg(fwd=3, IPVS_DEST_ATTR_ADDR="10.2.0.2")]
+        return [dest_msg(fwd=1), dest_msg(fwd=3, addr="10.2.0.2")]
 
     backend, _ = backend_with(handler)
     table = await backend.dump()
@@ -320,3 +345,83 @@ async def test_malformed_services_are_refused_before_anything_is_sent() -> None:
     with pytest.raises(BackendError):
         await backend.apply(AddDest(TCP4, Dest(DestKey("10.2.0.x", 80), Method.GATE)))
     assert conn.calls == []
+
+
+@pytest.mark.asyncio
+async def test_a_batch_reports_each_op_and_reverifies_failures_with_one_dump() -> None:
+    ops = [AddDest(TCP4, Dest(DestKey(f"10.2.0.{i}", 80), Method.GATE)) for i in range(1, 11)]
+    sends: list[str] = []
+    dumps = 0
+
+    def handler(kind: str, cmd: str) -> Any:
+        nonlocal dumps
+        if cmd == "dump":
+            dumps += kind == "service"
+            return [svc_msg()] if kind == "service" else []
+        sends.append(cmd)
+        if len(sends) == 3:
+            return NetlinkError(errno.EBUSY)  # transient: sent again
+        if len(sends) == 5:
+            return NetlinkError(errno.EINVAL)  # refused for good: reported, not resent
+        return []
+
+    backend, conn = backend_with(handler)
+    results = await backend.apply_batch(ops)
+    assert [r.errno if r else None for r in results] == [None] * 4 + [errno.EINVAL] + [None] * 5
+    assert results[4] is not None and results[4].op == ops[4]
+    assert conn.sockets[0].batches == [10, 1]  # one batch, then the one op worth resending
+    assert (len(sends), dumps) == (11, 1)
+
+
+@pytest.mark.asyncio
+async def test_a_refused_service_costs_one_dump_not_one_per_real() -> None:
+    bad = ServiceSpec(TCP4, scheduler="nonsense")
+    ops = [AddService(bad)] + [
+        AddDest(TCP4, Dest(DestKey(f"10.2.{i // 250}.{i % 250 + 1}", 80), Method.GATE))
+        for i in range(1000)
+    ]
+    dumps = 0
+
+    def handler(kind: str, cmd: str) -> Any:
+        nonlocal dumps
+        if cmd == "dump":
+            dumps += 1
+            return []
+        return NetlinkError(errno.ENOENT if kind == "service" else errno.ESRCH)
+
+    backend, conn = backend_with(handler)
+    results = await backend.apply_batch(ops)
+    assert results[0] is not None and results[0].errno == errno.ENOENT
+    assert all(r is not None and r.errno == errno.ESRCH for r in results[1:])
+    assert dumps == 1
+    assert len(conn.calls) == 1 + len(ops)  # each op sent once, plus the dump
+
+
+@pytest.mark.asyncio
+async def test_a_socket_failure_mid_batch_is_settled_by_the_table() -> None:
+    ops = [AddDest(TCP4, DEST), AddDest(TCP4, Dest(DestKey("10.2.0.2", 80), Method.MASQ))]
+    state = {"broken": True}
+
+    class Broken(FakeSocket):
+        async def batch(self, requests: Sequence[tuple[int, bytes]]) -> list[int]:
+            if state["broken"]:
+                state["broken"] = False
+                raise OSError(errno.ENOBUFS, "No buffer space available")
+            return await super().batch(requests)
+
+    def handler(kind: str, cmd: str) -> Any:
+        if cmd == "dump":  # the kernel had applied the first op before the socket failed
+            return [svc_msg()] if kind == "service" else [dest_msg(weight=2)]
+        return []
+
+    sockets: list[FakeSocket] = []
+
+    async def connect() -> FakeSocket:
+        sockets.append(Broken(handler))
+        return sockets[-1]
+
+    backend = IpvsBackend(connect=connect, retry_delay=0.0)
+    assert await backend.apply_batch(ops) == [None, None]
+    assert sockets[0].closed
+    # the table already held the first op; only the second was sent again, on a fresh socket
+    assert [s.batches for s in sockets[1:]] == [[1]]

@@ -14,11 +14,12 @@ Normalisation rules every backend must follow when dumping:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol as TypingProtocol
 
 from ldirectord.config.model import Family, Method, Protocol
+from ldirectord.errors import BackendError
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -170,6 +171,11 @@ class Backend(TypingProtocol):
 
     async def apply(self, op: Op) -> None:
         """Apply one op; raise BackendError (with op and errno) when the kernel refuses it."""
+        ...
+
+    async def apply_batch(self, ops: Sequence[Op]) -> list[BackendError | None]:
+        """Apply ops in order; each one's error (None: done). A failed op does not stop the
+        later ones. Never raises BackendError (only cancellation)."""
         ...
 
     async def close(self) -> None: ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
 
 from ldirectord.config.model import Family, Method, Protocol
@@ -132,6 +132,17 @@ class DryRunBackend:
         self.applied.append(op)
         if self._log is not None:
             self._log(f"[dry-run] {command_for(op)}")
+
+    async def apply_batch(self, ops: Sequence[Op]) -> list[BackendError | None]:
+        results: list[BackendError | None] = []
+        for op in ops:
+            try:
+                await self.apply(op)
+            except BackendError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
 
     async def close(self) -> None:
         self.closed = True

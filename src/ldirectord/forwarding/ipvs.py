@@ -1,10 +1,21 @@
-"""The IPVS backend: the kernel's table over generic netlink, through pyroute2's AsyncIPVS.
+"""The IPVS backend: the kernel's table over generic netlink, with our own wire codec.
 
-Owns everything pyroute2-specific (pinned at 0.9.7; it is untyped, so ``Any`` stays in this
-module): opening the socket, turning our ops into full netlink objects, turning dumps into a
-normalised KernelTable (rules in forwarding/base.py), mapping NetlinkError to BackendError, a
-deadline on every netlink call, and bounded retry of a failed op re-verified by a dump. It
-knows nothing about configs, health or what the table should hold.
+Owns the IPVS socket (forwarding/nlsocket.py), turning our ops into full requests and dumps
+into a normalised KernelTable (forwarding/ipvs_wire.py; rules in forwarding/base.py), mapping
+kernel refusals to BackendError, a deadline on every request, bounded retry of failed ops
+re-verified by a dump, and batches: ``apply_batch`` sends many ops in few datagrams. It knows
+nothing about configs, health or what the table should hold.
+
+Why not pyroute2 (the adapter used pyroute2 0.9.7's AsyncIPVS until the benchmarks of issue 9):
+in the one-CPU UML guest, filling 10,000 reals took 61-78 s against keepalived's 1.5 s (one
+round trip per change through pyroute2's Python stack, with syscalls 5-20x dearer than on a
+host), and dumping 10,000 reals decoded every message into nla objects until the guest's OOM
+killer ended the daemon (BENCHMARKS.md, reload section, before this change). pyroute2 has no
+batch request and no lean dump; the messages we need are a dozen fixed attributes, so they are
+encoded and decoded here, pinned by the kernel contract tests. What pyroute2 taught us stays
+true of the kernel and is handled in ipvs_wire.py: a set must carry the whole object (else
+defaults creep in), the "hashed" flag bit is internal, an IPv6 service's netmask is a prefix
+length in host order, the flags mask must be 0xFFFFFFFF.
 
 Normalisation beyond base.py's rules:
 - the service flags' internal "hashed" bit (0x2) is masked; 0x1 is persistence (timeout in
@@ -17,29 +28,11 @@ Normalisation beyond base.py's rules:
   dumped with the method last applied to it by this backend, else gate; ldirectord likewise
   keeps the previous line's method for a Local line.
 
-pyroute2 0.9.7 problems handled here (../shared/docs/real-ipvs.md lists the first ones):
-- ``set`` resets every field left out (a weight-only dest set turns masq into route and zeroes
-  thresholds; a service set without flags drops persistence): ops always send full objects;
-- ``service("update")`` / ``dest("update")`` map to DEL_SERVICE / DEL_DEST: never used;
-- ``from_message()`` short keys are wrong for flags, timeout, fwd_method, thresholds: dumps are
-  read by the long attribute names only (IPVS_SVC_ATTR_FLAGS, IPVS_DEST_ATTR_FWD_METHOD, ...);
-- IPv6 services need an explicit netmask (the prefix length travels in the IPv4-address
-  attribute as a host-order u32, e.g. "128.0.0.0" on little-endian); fwmark services need af
-  and netmask explicitly; the service key of a dest request is built from our ServiceKey, never
-  from a dumped message (``dump_key`` of a from_message object misses the short keys);
-- the default flags mask is 0xFFFF: we send 0xFFFFFFFF so an edit owns every flag bit;
-- Found here: generic-netlink family lookup failing (no ip_vs) is logged by pyroute2 on the
-  *root* logger at error level unless the socket's ``module_err_level`` is lowered, which we do
-  (usable() says why instead);
-- Found here: a request cancelled by a deadline leaves its late answer queued on the socket;
-  after any deadline, cancellation or socket error the socket is closed and a fresh one is
-  opened on next use;
-- Found here: a value that does not fit its attribute (weight or threshold >= 2**32, port >
-  65535) makes pyroute2's encoder log a traceback at ERROR level and raise struct.error (not
-  NetlinkError): ranges are checked before sending and refused as BackendError(EINVAL). The
-  kernel itself answers ERANGE for a weight above INT_MAX and for l-threshold > u-threshold;
-- Found here: ``AsyncIPVS.close()`` must be called (the transport is per thread and is not
-  released by garbage collection without a ResourceWarning).
+Socket rules: after any deadline, cancellation or socket error the socket is closed and a
+fresh one is opened on next use (a late answer must never be read as a new one's); values that
+do not fit their attribute (weight or threshold >= 2**32, port > 65535) are refused before
+anything is sent as BackendError(EINVAL). The kernel itself answers ERANGE for a weight above
+INT_MAX and for l-threshold > u-threshold.
 
 Kernel facts the contract tests pinned (Debian's UML 6.1): the ESRCH/ENOENT split (missing
 service / missing dest or unknown scheduler); a real on a local address keeps its method (no
@@ -58,18 +51,14 @@ import errno
 import ipaddress
 import logging
 import os
-import socket
-import struct
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Protocol as TypingProtocol
+from typing import TypeVar
 
-from pyroute2 import AsyncIPVS, IPVSDest, IPVSService
-from pyroute2.netlink.exceptions import NetlinkError
-
-from ldirectord.config.model import Family, Method, Protocol
+from ldirectord.config.model import Family, Method
 from ldirectord.errors import BackendError
+from ldirectord.forwarding import ipvs_wire as wire
 from ldirectord.forwarding.base import (
     AddDest,
     AddService,
@@ -82,77 +71,49 @@ from ldirectord.forwarding.base import (
     KernelTable,
     Op,
     ServiceKey,
-    ServiceSpec,
     VirtualEntry,
     sched_flag_bits,
     sched_flag_names,
 )
 from ldirectord.forwarding.dryrun import command_for
+from ldirectord.forwarding.nlsocket import GenlSocket, NetlinkError
+
+__all__ = ["IpvsBackend", "Transport", "connect_ipvs", "sched_flag_bits", "sched_flag_names"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Kernel constants (include/uapi/linux/ip_vs.h).
-F_PERSISTENT, F_HASHED, F_ONEPACKET = 0x1, 0x2, 0x4
-_FWD_MASK, _FWD_LOCAL = 0x7, 1
-_FWD = {Method.MASQ: 0, Method.IPIP: 2, Method.GATE: 3}
-_FWD_BACK = {v: k for k, v in _FWD.items()}
-_PROTO = {Protocol.TCP: socket.IPPROTO_TCP, Protocol.UDP: socket.IPPROTO_UDP}
-_PROTO_BACK = {v: k for k, v in _PROTO.items()}
-_AF = {Family.INET: socket.AF_INET, Family.INET6: socket.AF_INET6}
-_AF_BACK = {v: k for k, v in _AF.items()}
 #: Errors worth resending the same op for; other refusals are retried only as a different op.
 _RETRY_SAME = frozenset(
-    {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ENOBUFS, errno.ENOMEM, errno.ETIMEDOUT, None}
+    {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ENOBUFS, errno.ENOMEM, errno.ETIMEDOUT, 0}
 )
+#: Time allowed per op of a batch, on top of the per-call and per-apply deadlines.
+PER_OP_S = 0.005
 
 
-def _encode_netmask(family: Family, netmask: str) -> str:
-    if family is Family.INET:
-        return netmask
-    # The kernel reads an IPv6 prefix length as a host-order u32 from this attribute.
-    return socket.inet_ntoa(struct.pack("=I", int(netmask)))
+class Transport(TypingProtocol):
+    """What the backend needs of a netlink socket (nlsocket.GenlSocket; tests script one)."""
+
+    async def call(self, cmd: int, body: bytes, *, dump: bool = False) -> list[memoryview]: ...
+
+    async def batch(self, requests: Sequence[tuple[int, bytes]]) -> list[int]: ...
+
+    def close(self) -> None: ...
 
 
-def _decode_netmask(family: Family, raw: str) -> str:
-    if family is Family.INET:
-        return raw
-    return str(struct.unpack("=I", socket.inet_aton(raw))[0])
-
-
-def _default_netmask(family: Family) -> str:
-    return "128" if family is Family.INET6 else "255.255.255.255"
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """One netlink request: pyroute2 method ("service"/"dest"), command, objects."""
-
-    kind: str
-    command: str
-    service: Any
-    dest: Any = None
-
-
-async def connect_ipvs() -> Any:
-    """A pyroute2 AsyncIPVS socket bound to the IPVS generic-netlink family."""
-    sock = AsyncIPVS()
-    sock.module_err_level = "debug"  # pyroute2 would log a missing family on the root logger
-    try:
-        await sock.setup_endpoint()
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+async def connect_ipvs() -> Transport:
+    """A generic-netlink socket bound to the IPVS family."""
+    return await GenlSocket.open(wire.GENL_NAME, wire.GENL_VERSION)
 
 
 class IpvsBackend:
     """The Backend protocol over the kernel's IPVS (needs CAP_NET_ADMIN and ip_vs).
 
-    Deadlines: ``call_timeout`` per netlink request; ``apply_deadline`` for a whole apply
-    (retries and re-verifying dumps included) and ``dump_deadline`` for a whole dump, both
-    below the engine's own per-call deadlines so our error, not a cancellation, reaches it.
-    ``connect`` makes the socket (tests pass a fake; the default is connect_ipvs).
+    Deadlines: ``call_timeout`` per netlink request (plus PER_OP_S per op of a batch);
+    ``apply_deadline`` for a whole apply (retries and re-verifying dumps included, plus
+    PER_OP_S per op of a batch) and ``dump_deadline`` for a whole dump, all below the engine's
+    own deadlines so our error, not a cancellation, reaches it. ``connect`` makes the socket
+    (tests pass a scripted one; the default is connect_ipvs).
     """
 
     name = "ipvs"
@@ -165,7 +126,7 @@ class IpvsBackend:
         dump_deadline: float = 30.0,
         attempts: int = 3,
         retry_delay: float = 0.05,
-        connect: Callable[[], Awaitable[Any]] = connect_ipvs,
+        connect: Callable[[], Awaitable[Transport]] = connect_ipvs,
     ) -> None:
         self._call_timeout = call_timeout
         self._apply_deadline = apply_deadline
@@ -173,8 +134,9 @@ class IpvsBackend:
         self._attempts = max(1, attempts)
         self._retry_delay = retry_delay
         self._connect = connect
-        self._sock: Any = None
+        self._sock: Transport | None = None
         self._lock = asyncio.Lock()
+        self._keys: dict[ServiceKey, bytes] = {}  # encoded service keys (ipvs_wire.encode)
         #: Method last applied per dest, to name what the kernel reports as "Local".
         self._methods: dict[tuple[ServiceKey, DestKey], Method] = {}
 
@@ -185,8 +147,37 @@ class IpvsBackend:
             return await self._within(self._dump_deadline, self._dump(), None, "dump")
 
     async def apply(self, op: Op) -> None:
+        (failure,) = await self.apply_batch([op])
+        if failure is not None:
+            raise failure
+
+    async def apply_batch(self, ops: Sequence[Op]) -> list[BackendError | None]:
+        """Apply ops in order, batched on the wire; each one's error (None: done). A failed op
+        does not stop the later ones (the kernel handles each request of a datagram)."""
+        results: list[BackendError | None] = [None] * len(ops)
+        todo: list[int] = []
+        for index, op in enumerate(ops):
+            try:
+                _validate(op)
+            except BackendError as exc:
+                results[index] = exc
+            else:
+                todo.append(index)
+        if not todo:
+            return results
+        deadline = self._apply_deadline + PER_OP_S * len(todo)
+        done: set[int] = set()
         async with self._lock:
-            await self._within(self._apply_deadline, self._apply(op), op, command_for(op))
+            try:
+                async with asyncio.timeout(deadline):
+                    await self._apply(ops, todo, results, done)
+            except TimeoutError:
+                self._drop_socket()
+                for index in todo:
+                    if results[index] is None and index not in done:
+                        msg = f"{command_for(ops[index])}: not done within {deadline:.1f} s"
+                        results[index] = BackendError(msg, op=ops[index], errno=errno.ETIMEDOUT)
+        return results
 
     async def close(self) -> None:
         async with self._lock:
@@ -217,102 +208,139 @@ class IpvsBackend:
             with contextlib.suppress(Exception):
                 sock.close()
 
-    async def _call(self, call: _Call, op: Op | None) -> list[Any]:
-        """One request under its deadline; errors become BackendError (socket reset on IO ones)."""
-        what = command_for(op) if op is not None else f"{call.kind} {call.command}"
-        # A dump is one request answered by one message per entry: with 10,000 reals (and a
-        # slow guest kernel) it takes longer than a single change, so it gets the dump deadline.
-        limit = self._dump_deadline if call.command == "dump" else self._call_timeout
+    async def _socket(self) -> Transport:
+        if self._sock is None:
+            self._sock = await self._connect()
+        return self._sock
+
+    async def _call(self, cmd: int, body: bytes, *, what: str, dump: bool) -> list[memoryview]:
+        """One request under its deadline; errors become BackendError (socket reset on IO ones).
+        A dump is one request answered by one message per entry: with 10,000 reals (and a
+        slow guest kernel) it takes longer than a single change, so it gets the dump deadline."""
+        limit = self._dump_deadline if dump else self._call_timeout
         try:
             async with asyncio.timeout(limit):
-                if self._sock is None:
-                    self._sock = await self._connect()
-                if call.kind == "service":
-                    result = await self._sock.service(call.command, service=call.service)
-                else:
-                    result = await self._sock.dest(
-                        call.command, service=call.service, dest=call.dest
-                    )
+                sock = await self._socket()
+                return await sock.call(cmd, body, dump=dump)
         except NetlinkError as exc:
-            code = int(exc.code)
-            if call.command == "dump" or code not in _KERNEL_ANSWERS:
+            if dump or exc.code not in _KERNEL_ANSWERS:
                 self._drop_socket()
-            raise BackendError(f"{what}: {os.strerror(code)}", op=op, errno=code) from exc
+            raise BackendError(f"{what}: {os.strerror(exc.code)}", errno=exc.code) from exc
         except TimeoutError as exc:
             self._drop_socket()
             msg = f"{what}: netlink did not answer within {limit} s"
-            raise BackendError(msg, op=op, errno=errno.ETIMEDOUT) from exc
+            raise BackendError(msg, errno=errno.ETIMEDOUT) from exc
         except OSError as exc:
             self._drop_socket()
-            raise BackendError(f"{what}: {exc.strerror or exc}", op=op, errno=exc.errno) from exc
+            raise BackendError(f"{what}: {exc.strerror or exc}", errno=exc.errno) from exc
         except asyncio.CancelledError:
             self._drop_socket()  # its answer may still arrive: never reuse this socket
             raise
-        return list(result)
+
+    async def _send(self, ops: Sequence[Op]) -> list[int]:
+        """Send ops as one batch; each one's errno (0: done). A socket failure or a deadline
+        fails every op of the batch with its errno: which ones the kernel applied is then
+        unknown, and the caller's re-verifying dump finds out."""
+        requests = [wire.encode(op, self._keys) for op in ops]
+        limit = self._call_timeout + PER_OP_S * len(ops)
+        try:
+            async with asyncio.timeout(limit):
+                sock = await self._socket()
+                return await sock.batch(requests)
+        except NetlinkError as exc:  # opening the socket: e.g. no ip_vs
+            self._drop_socket()
+            return [exc.code] * len(ops)
+        except TimeoutError:
+            self._drop_socket()
+            return [errno.ETIMEDOUT] * len(ops)
+        except OSError as exc:
+            self._drop_socket()
+            return [exc.errno or errno.EIO] * len(ops)
+        except asyncio.CancelledError:
+            self._drop_socket()
+            raise
 
     # --- dump ------------------------------------------------------------------------------
 
     async def _dump(self) -> KernelTable:
         services: dict[ServiceKey, VirtualEntry] = {}
-        for msg in await self._call(_Call("service", "dump", None), None):
-            spec = _parse_service(_attrs(msg, "IPVS_CMD_ATTR_SERVICE"))
+        for body in await self._call(wire.CMD_GET_SERVICE, b"", what="service dump", dump=True):
+            spec = wire.decode_service(body)
             if spec is None:
                 continue  # a protocol we do not manage (e.g. SCTP): not part of our table
             try:
-                dmsgs = await self._call(_Call("dest", "dump", _service_key_obj(spec.key)), None)
+                bodies = await self._call(
+                    wire.CMD_GET_DEST, wire.service_key(spec.key), what="dest dump", dump=True
+                )
             except BackendError as exc:
                 if exc.errno == errno.ESRCH:
                     continue  # deleted between the two requests: it is not in the table
                 raise
             dests: dict[DestKey, Dest] = {}
-            for dmsg in dmsgs:
-                attrs = _attrs(dmsg, "IPVS_CMD_ATTR_DEST")
-                parsed = _parse_dest(attrs)
-                if parsed is None:
+            for dbody in bodies:
+                dumped = wire.decode_dest(dbody, spec.key.family)
+                if dumped is None:
                     continue
-                key, method = parsed
+                method = dumped.method
                 if method is None:  # Local: the kernel forgot the method we asked for
-                    method = self._methods.get((spec.key, key), Method.GATE)
-                dests[key] = _dest_from_attrs(key, method, attrs)
+                    method = self._methods.get((spec.key, dumped.key), Method.GATE)
+                dests[dumped.key] = dumped.with_method(method)
             services[spec.key] = VirtualEntry(spec, MappingProxyType(dests))
         return KernelTable(MappingProxyType(services))
 
     # --- apply -----------------------------------------------------------------------------
 
-    async def _apply(self, op: Op) -> None:
-        """Send op; on failure look at the table and converge, at most ``attempts`` sends."""
-        _validate(op)
-        current: Op = op
-        failure: BackendError | None = None
+    async def _apply(
+        self,
+        ops: Sequence[Op],
+        todo: list[int],
+        results: list[BackendError | None],
+        done: set[int],
+    ) -> None:
+        """Send ops[todo]; on failures look at the table once and converge each failed op, at
+        most ``attempts`` sends of any op. Final refusals go to results, successes to done."""
+        current = {index: ops[index] for index in todo}
+        failures: dict[int, int] = {}
         for attempt in range(1, self._attempts + 1):
-            try:
-                await self._call(_request(current), op)
-            except BackendError as exc:
-                failure = exc
-            else:
-                self._remember(current)
-                return
-            if attempt == self._attempts:
+            indexes = list(current)
+            codes = await self._send([current[i] for i in indexes])
+            failures = {}
+            for index, code in zip(indexes, codes, strict=True):
+                if code:
+                    failures[index] = code
+                else:
+                    self._remember(current[index])
+                    done.add(index)
+            if not failures or attempt == self._attempts:
                 break
             await asyncio.sleep(self._retry_delay * attempt)
             try:
                 table = await self._dump()
             except BackendError as exc:
-                log.debug("re-verifying %s failed: %s", command_for(op), exc)
-                continue  # the next attempt resends the same op
-            follow = _converge(op, table)
-            if follow is None:
-                log.info("%s failed (%s) but the table already holds it", command_for(op), failure)
-                self._remember(op)
-                return
-            if follow == current and failure.errno not in _RETRY_SAME:
-                break  # the kernel refuses this op for good: no point in sending it again
-            log.info("retrying %s as %s after: %s", command_for(op), command_for(follow), failure)
-            current = follow
-        assert failure is not None
-        # str(failure) already ends in " (errno N)", which BackendError appends again
-        message = str(failure).removesuffix(f" (errno {failure.errno})")
-        raise BackendError(message, op=op, errno=failure.errno) from failure
+                log.debug("re-verifying %d failed op(s) failed: %s", len(failures), exc)
+                current = {i: current[i] for i in failures}  # the next attempt resends them
+                continue
+            sent, current = current, {}
+            for index, code in failures.items():
+                op = ops[index]
+                follow = _converge(op, table)
+                if follow is None:
+                    log.info("%s failed (%s) but the table already holds it",
+                             command_for(op), _text(code))  # fmt: skip
+                    self._remember(op)
+                    done.add(index)
+                elif follow == sent[index] and code not in _RETRY_SAME:
+                    results[index] = _failure(op, code)  # refused for good: not sent again
+                else:
+                    if follow != op:
+                        log.info("retrying %s as %s after: %s",
+                                 command_for(op), command_for(follow), _text(code))  # fmt: skip
+                    current[index] = follow
+            failures = {i: c for i, c in failures.items() if i in current}
+            if not current:
+                break
+        for index, code in failures.items():
+            results[index] = _failure(ops[index], code)
 
     def _remember(self, op: Op) -> None:
         if isinstance(op, AddDest | EditDest):
@@ -320,8 +348,17 @@ class IpvsBackend:
         elif isinstance(op, DeleteDest):
             self._methods.pop((op.service, op.dest), None)
         elif isinstance(op, DeleteService):
+            self._keys.pop(op.key, None)
             for key in [k for k in self._methods if k[0] == op.key]:
                 del self._methods[key]
+
+
+def _text(code: int) -> str:
+    return f"{os.strerror(code)} (errno {code})"
+
+
+def _failure(op: Op, code: int) -> BackendError:
+    return BackendError(f"{command_for(op)}: {os.strerror(code)}", op=op, errno=code)
 
 
 #: NetlinkError codes that are the kernel's verdict on a request (the socket is fine).
@@ -355,59 +392,13 @@ def _converge(op: Op, table: KernelTable) -> Op | None:
     return op if entry is not None and op.dest in entry.dests else None
 
 
-# --- pyroute2 objects: the only place that knows their field names ---------------------------
-
-
-def _service_key_obj(key: ServiceKey) -> Any:
-    if key.fwmark is not None:
-        netmask = _encode_netmask(key.family, _default_netmask(key.family))
-        return IPVSService(af=_AF[key.family], fwmark=key.fwmark, netmask=netmask)
-    return IPVSService(
-        af=_AF[key.family], protocol=_PROTO[key.protocol], addr=key.address, port=key.port
-    )
-
-
-def _service_obj(spec: ServiceSpec) -> Any:
-    """The full service: every field, so a set never falls back to a pyroute2 default."""
-    key = spec.key
-    flags = sched_flag_bits(spec.sched_flags)
-    flags |= F_PERSISTENT if spec.persistent is not None else 0
-    flags |= F_ONEPACKET if spec.ops else 0
-    fields: dict[str, Any] = {
-        "af": _AF[key.family],
-        "sched_name": spec.scheduler,
-        "flags": {"flags": flags, "mask": 0xFFFFFFFF},
-        "timeout": spec.persistent or 0,
-        "netmask": _encode_netmask(key.family, spec.netmask),
-    }
-    if key.fwmark is not None:
-        fields["fwmark"] = key.fwmark
-    else:
-        fields.update(protocol=_PROTO[key.protocol], addr=key.address, port=key.port)
-    return IPVSService(**fields)
-
-
-def _dest_obj(dest: Dest) -> Any:
-    return IPVSDest(
-        addr=dest.key.address,
-        port=dest.key.port,
-        fwd_method=_FWD[dest.method],
-        weight=dest.weight,
-        u_thresh=dest.upper,
-        l_thresh=dest.lower,
-        tun_type=0,
-        tun_port=0,
-        tun_flags=0,
-    )
-
-
 _U16, _U32 = 0xFFFF, 0xFFFFFFFF
 
 
 def _validate(op: Op) -> None:
     """Refuse what the netlink attributes cannot carry, as the kernel refuses bad values
-    (BackendError, EINVAL), before anything is sent: pyroute2 would log a traceback and raise
-    struct.error, OSError or ValueError from deep inside its encoder."""
+    (BackendError, EINVAL), before anything is sent (struct.error from deep inside the encoder,
+    or a value silently cut to its attribute's width, would be worse)."""
     try:
         _check_values(op)
     except ValueError as exc:
@@ -451,82 +442,6 @@ def _check_address(address: str, family: Family | None) -> None:
     parsed = ipaddress.ip_address(address)  # ValueError for anything but an IP literal
     if family is not None and (parsed.version == 6) != (family is Family.INET6):
         raise ValueError(f"{address} is not an {family.value} address")
-
-
-def _request(op: Op) -> _Call:
-    if isinstance(op, AddService):
-        return _Call("service", "add", _service_obj(op.spec))
-    if isinstance(op, EditService):
-        return _Call("service", "set", _service_obj(op.spec))
-    if isinstance(op, DeleteService):
-        return _Call("service", "del", _service_key_obj(op.key))
-    if isinstance(op, AddDest):
-        return _Call("dest", "add", _service_key_obj(op.service), _dest_obj(op.dest))
-    if isinstance(op, EditDest):
-        return _Call("dest", "set", _service_key_obj(op.service), _dest_obj(op.dest))
-    target = IPVSDest(addr=op.dest.address, port=op.dest.port)
-    return _Call("dest", "del", _service_key_obj(op.service), target)
-
-
-def _attrs(msg: Any, nla: str) -> Mapping[str, Any]:
-    """The long-named attributes of a dumped service or dest (never from_message's short keys)."""
-    inner = msg.get_attr(nla)
-    if inner is None:
-        return {}
-    return {name: value for name, value in inner["attrs"]}
-
-
-def _parse_service(a: Mapping[str, Any]) -> ServiceSpec | None:
-    family = _AF_BACK.get(a.get("IPVS_SVC_ATTR_AF", -1))
-    if family is None:
-        return None
-    fwmark = int(a.get("IPVS_SVC_ATTR_FWMARK", 0))
-    if fwmark:
-        key = ServiceKey(Protocol.FWM, family, None, 0, fwmark)
-    else:
-        protocol = _PROTO_BACK.get(a.get("IPVS_SVC_ATTR_PROTOCOL", -1))
-        if protocol is None:
-            return None
-        address = ipaddress.ip_address(a["IPVS_SVC_ATTR_ADDR"]).compressed
-        key = ServiceKey(protocol, family, address, int(a["IPVS_SVC_ATTR_PORT"]))
-    scheduler = str(a.get("IPVS_SVC_ATTR_SCHED_NAME", ""))
-    flags = int((a.get("IPVS_SVC_ATTR_FLAGS") or {}).get("flags", 0)) & ~F_HASHED
-    persistent = int(a.get("IPVS_SVC_ATTR_TIMEOUT", 0)) if flags & F_PERSISTENT else None
-    netmask = _default_netmask(family)
-    if persistent is not None and "IPVS_SVC_ATTR_NETMASK" in a:
-        netmask = _decode_netmask(family, a["IPVS_SVC_ATTR_NETMASK"])
-    return ServiceSpec(
-        key=key,
-        scheduler=scheduler,
-        persistent=persistent,
-        netmask=netmask,
-        sched_flags=sched_flag_names(scheduler, flags),
-        ops=bool(flags & F_ONEPACKET),
-    )
-
-
-def _parse_dest(a: Mapping[str, Any]) -> tuple[DestKey, Method | None] | None:
-    """The dest's key and method (None for "Local"); None for a forwarding we cannot name."""
-    if "IPVS_DEST_ATTR_ADDR" not in a:
-        return None
-    key = DestKey(
-        ipaddress.ip_address(a["IPVS_DEST_ATTR_ADDR"]).compressed, int(a["IPVS_DEST_ATTR_PORT"])
-    )
-    fwd = int(a.get("IPVS_DEST_ATTR_FWD_METHOD", 0)) & _FWD_MASK
-    if fwd == _FWD_LOCAL:
-        return key, None
-    method = _FWD_BACK.get(fwd)
-    return None if method is None else (key, method)
-
-
-def _dest_from_attrs(key: DestKey, method: Method, a: Mapping[str, Any]) -> Dest:
-    return Dest(
-        key=key,
-        method=method,
-        weight=int(a.get("IPVS_DEST_ATTR_WEIGHT", 0)),
-        upper=int(a.get("IPVS_DEST_ATTR_U_THRESH", 0)),
-        lower=int(a.get("IPVS_DEST_ATTR_L_THRESH", 0)),
-    )
 
 
 # --- can we use it here? -------------------------------------------------------------------

@@ -27,10 +27,8 @@ def make_dryrun(log: Callable[[str], None]) -> Backend:
 
 
 async def ipvs_unusable_reason() -> tuple[Backend | None, str | None]:
-    try:  # imported here: pyroute2 is only needed when IPVS is wanted
-        from ldirectord.forwarding.ipvs import IpvsBackend
-    except ImportError as exc:
-        return None, f"the IPVS backend is not available ({exc})"
+    from ldirectord.forwarding.ipvs import IpvsBackend  # imported only when IPVS is wanted
+
     backend = IpvsBackend()
     try:
         reason = await backend.usable()

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from ldirectord.config import parse_text
 from ldirectord.config.model import Family, Method, Protocol
 from ldirectord.engine.director import Director
 from ldirectord.engine.events import LoggingEventSink
+from ldirectord.errors import BackendError
 from ldirectord.forwarding.base import Dest, DestKey, EditDest, KernelTable, Op, ServiceKey
 from ldirectord.forwarding.ipvs import IpvsBackend
 from tests.kernel.guest.conftest import sh
@@ -79,6 +80,10 @@ class Recording:
     async def apply(self, op: Op) -> None:
         self.ops.append(op)
         await self.inner.apply(op)
+
+    async def apply_batch(self, ops: Sequence[Op]) -> list[BackendError | None]:
+        self.ops.extend(ops)
+        return await self.inner.apply_batch(ops)
 
     async def close(self) -> None:
         await self.inner.close()
