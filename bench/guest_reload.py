@@ -131,7 +131,18 @@ async def traced_reload(
     if shutil.which("strace") is None:
         return {"error": "strace not installed"}
     trace = os.path.join(workdir, "reload.strace")
-    argv = ["strace", "-f", "-qq", "-e", "trace=sendto,sendmsg", "-e", "signal=none"]
+    # --seccomp-bpf: only the traced calls stop the daemon (ptrace on every syscall would
+    # slow a Python daemon so much in the guest that its reload could not be timed)
+    argv = [
+        "strace",
+        "-f",
+        "--seccomp-bpf",
+        "-qq",
+        "-e",
+        "trace=sendto,sendmsg",
+        "-e",
+        "signal=none",
+    ]
     argv += ["-s", "8", "-o", trace]
     for pid in guest_ipvs.session_pids(daemon.pid):
         argv += ["-p", str(pid)]
