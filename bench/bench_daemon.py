@@ -460,6 +460,9 @@ def _reload_row(daemon: str, n: int, reloads: int, reason: str | None) -> tuple[
         "netlink writes (strace)": ops.get("writes"),
         "writes by kind": " ".join(f"{k}:{v}" for k, v in sorted(ops.get("by_cmd", {}).items())),
         "netlink reads (strace)": ops.get("reads"),
+        "reads by kind": " ".join(
+            f"{k}:{v}" for k, v in sorted(ops.get("reads_by_cmd", {}).items())
+        ),
         "fill s": r.get("fill_s") if r.get("fill_s") is not None else f"> {FILL_CAP}",
     }
     if r.get("error"):
@@ -485,7 +488,14 @@ def reload_section(quick: bool, log: Callable[[str], None]) -> Section:
             log(f"  reload {daemon:<10} N={n} wall={row['wall s']} fill={row.get('fill s')}")
         ours, ka = walls.get("ours"), walls.get("keepalived")
         if ours is not None and ka:
-            notes.append(f"Reload wall time at N = {n:,}, ours ÷ keepalived: {ours / ka:.2f}×.")
+            grain = (
+                " (both within about one 0.1 s poll of /proc/net/ip_vs: the ratio is mostly noise)"
+                if max(ours, ka) < 0.25
+                else ""
+            )
+            notes.append(
+                f"Reload wall time at N = {n:,}, ours ÷ keepalived: {ours / ka:.2f}×{grain}."
+            )
     errors = [f"- {r['daemon']} N={r['N']:,}: {r['error']}" for r in rows if r.get("error")]
     if errors:
         notes.append("Errors (last words of the daemon's log):\n" + "\n".join(errors))

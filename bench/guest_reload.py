@@ -97,6 +97,13 @@ IPVS_WRITE_CMDS = {
     12: "flush",
     16: "zero",
 }
+IPVS_READ_CMDS = {
+    4: "get_service",
+    8: "get_dest",
+    11: "get_daemon",
+    13: "get_config",
+    15: "get_info",
+}
 _PAYLOAD = re.compile(r'nlmsg_type=IPVS,[^}]*\}, "(\\x[0-9a-f]{2}|\\[0-7]{1,3}|.)')
 
 
@@ -111,7 +118,7 @@ def _first_byte(escape: str) -> int:
 def count_netlink(trace_path: str) -> dict[str, Any]:
     """IPVS requests in an strace log: table writes by command, and reads (dumps, gets)."""
     writes: dict[str, int] = {}
-    reads = 0
+    reads: dict[str, int] = {}
     with open(trace_path, errors="replace") as fh:
         for line in fh:
             if not re.search(r"\b(sendto|sendmsg)\(", line):
@@ -121,8 +128,14 @@ def count_netlink(trace_path: str) -> dict[str, Any]:
                 if cmd in IPVS_WRITE_CMDS:
                     writes[IPVS_WRITE_CMDS[cmd]] = writes.get(IPVS_WRITE_CMDS[cmd], 0) + 1
                 else:
-                    reads += 1
-    return {"writes": sum(writes.values()), "reads": reads, "by_cmd": writes}
+                    name = IPVS_READ_CMDS.get(cmd, f"cmd{cmd}")
+                    reads[name] = reads.get(name, 0) + 1
+    return {
+        "writes": sum(writes.values()),
+        "reads": sum(reads.values()),
+        "by_cmd": writes,
+        "reads_by_cmd": reads,
+    }
 
 
 async def traced_reload(

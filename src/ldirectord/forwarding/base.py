@@ -121,7 +121,7 @@ class KernelTable:
     services: Mapping[ServiceKey, VirtualEntry] = field(default_factory=dict)
 
 
-# --- ops: what the reconciler emits and a backend applies, one at a time, in order ---------
+# --- ops: what the reconciler emits and a backend applies in order (in batches) -----------
 
 
 @dataclass(frozen=True, slots=True)
