@@ -185,7 +185,7 @@ class Director:
             self._set_maintenance(config)
             actual = await self._applier.dump()
             old_services = list(self._desired)  # config order
-            new_members = members_of(config)
+            new_members = members_of(config, self._members)
             for key, member in new_members.items():
                 old = self._members.get(key)
                 if old is not None and old.probe == member.probe and old.policy == member.policy:

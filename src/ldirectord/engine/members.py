@@ -8,7 +8,8 @@ fastinterval). Pure: no IO.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from ldirectord.checks.base import Outcome, target_for
 from ldirectord.config.model import Config, RealServer, VirtualService
@@ -41,11 +42,29 @@ def probe_for(virtual: VirtualService, real: RealServer) -> ProbeKey:
     return ProbeKey.of(target_for(virtual, real), real.port)
 
 
-def members_of(config: Config) -> dict[MemberKey, Member]:
+def members_of(
+    config: Config, previous: Mapping[MemberKey, Member] | None = None
+) -> dict[MemberKey, Member]:
+    """The members of config. With ``previous`` (a reload), a real whose own line and whose
+    virtual's other settings are unchanged keeps its old ProbeKey object: building and
+    hashing a check target is most of this function's cost at 10,000 reals."""
     members: dict[MemberKey, Member] = {}
+    same: dict[tuple[int, int], bool] = {}  # (id old virtual, id new virtual) -> same checks
     for virtual in config.virtuals:
         policy = policy_for(virtual)
+        bare: VirtualService | None = None
         for real in virtual.reals:
             key = member_key(virtual, real)
-            members[key] = Member(virtual, real, key, probe_for(virtual, real), policy)
+            old = previous.get(key) if previous is not None else None
+            probe = None
+            if old is not None and old.real == real:
+                pair = (id(old.virtual), id(virtual))
+                if pair not in same:
+                    bare = bare or replace(virtual, reals=())
+                    same[pair] = replace(old.virtual, reals=()) == bare
+                if same[pair]:
+                    probe = old.probe
+            if probe is None:
+                probe = probe_for(virtual, real)
+            members[key] = Member(virtual, real, key, probe, policy)
     return members
