@@ -523,3 +523,27 @@ async def test_verify_interval_follows_checkinterval_within_bounds() -> None:
     assert director_mod.verify_interval(config(checkinterval=1)) == 10
     assert director_mod.verify_interval(config(checkinterval=4)) == 20
     assert director_mod.verify_interval(config(checkinterval=30)) == 60
+
+
+async def test_a_health_change_during_a_reload_is_not_lost() -> None:
+    # The reload computes the desired table when it installs the new config, then waits for
+    # the engine lock; the plan after it reuses that table only if no health changed in
+    # between. Here a real goes down in that window (the lock held as a running reconcile
+    # would hold it; the verdict delivered as the scheduler delivers it).
+    slow = {"checkinterval": 30, "checktimeout": 0.5}
+    r1, r2 = real("10.0.0.1"), real("10.0.0.2")
+    a = virtual("192.168.6.240", 80, r1, r2, check=slow)
+    backend, script = DryRunBackend(), Script()
+    d = await started(config(a), backend, script)
+    assert await d.wait_first_checks(5)
+    assert set(dests(backend)) == {k("10.0.0.1"), k("10.0.0.2")}
+    a2 = dataclasses.replace(a, reals=(r1, dataclasses.replace(r2, weight=3)))
+    async with d._lock:
+        reload = asyncio.create_task(d.reload(config(a2)))
+        await until(lambda: d.config.virtuals[0] is a2, 2)  # installed, waiting for the lock
+        probe = next(m.probe for m in d._members.values() if m.real.address == "10.0.0.1")
+        d._deliver(probe, Outcome.down(Reason.REFUSED, "scripted"), False)
+    await reload
+    await until(lambda: d.settled, 2)
+    assert dests(backend) == {k("10.0.0.2"): 3}
+    await d.stop()

@@ -107,6 +107,9 @@ class Director:
         self._by_probe: dict[ProbeKey, list[Member]] = {}
         self._desired: dict[ServiceKey, DesiredService] = {}
         self._dirty: set[ServiceKey] = set()
+        #: services whose desired entry _install just computed, with no health change since:
+        #: the plan right after (start-up, reload) uses it once instead of computing it again
+        self._just_installed: set[ServiceKey] = set()
         self._reconciling = False
         self._virtuals: dict[ServiceKey, VirtualService] = {}
         self._layout: list[tuple[VirtualService, ServiceKey, tuple[Member | None, ...]]] = []
@@ -313,6 +316,7 @@ class Director:
         self._desired = {}
         for virtual in config.virtuals:
             self._refresh_desired(virtual)
+        self._just_installed = set(self._desired)
 
     def _refresh_desired(self, virtual: VirtualService) -> DesiredService:
         skey = service_key(virtual)
@@ -368,6 +372,8 @@ class Director:
         for m in fed:
             before = m.health.state
             m.health, effects = step(m.health, event, m.policy)
+            if m.health.state is not before:
+                self._just_installed.clear()
             m.last_outcome = outcome
             for effect in effects:
                 if isinstance(effect, RecheckSoon):
@@ -458,11 +464,15 @@ class Director:
     ) -> list[Planned]:
         """The ops for ``keys`` against the mirror (health changes from now on are new work)."""
         self._dirty -= keys
+        just_installed, self._just_installed = self._just_installed, set()
         plan: list[Planned] = []
         for key, cached in list(self._desired.items()):
             if key in keys:
                 virtual = self._virtuals.get(key)
-                want = self._refresh_desired(virtual) if virtual is not None else cached
+                if virtual is None or key in just_installed:
+                    want = cached
+                else:
+                    want = self._refresh_desired(virtual)
                 plan.extend(diff_service(want, mirror.entry(key), tag))
         for key in managed:
             have = mirror.entry(key)
@@ -511,6 +521,7 @@ class Director:
         self._safe(self._events.real_changed, virtual, real, up, planned.message, None)
 
     def _after_reconcile(self, keys: set[ServiceKey]) -> None:
+        self._just_installed.clear()  # fresh_down changes below
         for key in (k for skey in keys for k in self._by_service.get(skey, ())):
             self._members[key].fresh_down = False
         for skey in keys:
