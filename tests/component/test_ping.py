@@ -50,6 +50,24 @@ async def test_many_concurrent_pings_share_one_socket_and_release_it() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_burst_of_replies_queued_while_the_loop_is_busy_is_not_lost() -> None:
+    # 800 echo requests sent, then the loop blocked while every reply queues on the one shared
+    # socket (a raw socket as root also queues our own requests to local addresses): with
+    # the default receive buffer the kernel dropped part of the burst (replies "lost").
+    hosts = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(800)]
+    tasks = [asyncio.ensure_future(run(ping(h))) for h in hosts]
+    async with asyncio.timeout(TIMEOUT / 2):
+        while len(ping_module._PINGERS) == 0 or any(
+            not p.waiters for p in ping_module._PINGERS.values()
+        ):
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)  # the sends are done
+    time.sleep(0.4)  # block the loop on purpose: the replies wait in the socket buffer
+    outcomes = await asyncio.gather(*tasks)
+    assert all(o.up for o in outcomes), [o for o in outcomes if not o.up][:3]
+
+
+@pytest.mark.asyncio
 async def test_udp_connect_check_is_a_ping() -> None:
     target = check_target(
         Service.DNS, 53, kind=CheckType.CONNECT, protocol=Protocol.UDP, checktimeout=TIMEOUT

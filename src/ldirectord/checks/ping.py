@@ -91,6 +91,33 @@ def open_ping_socket(family: Family) -> tuple[socket.socket, bool]:
         ) from None
 
 
+#: Receive buffer of the shared socket: hundreds of replies can arrive in one burst (a check
+#: round of many reals), and what does not fit is dropped by the kernel as a lost reply.
+PING_RCVBUF = 4 << 20
+_SOL_RAW, _ICMP_FILTER, _ICMP6_FILTER = 255, 1, 1
+
+
+def _tune(sock: socket.socket, family: Family, *, raw: bool) -> None:
+    """A big receive buffer and, on a raw socket (which sees every ICMP packet of the host,
+    our own echo requests to local addresses included), a kernel filter passing only echo
+    replies. Best effort: a socket left untuned still works, with more chance of loss."""
+    with contextlib.suppress(OSError):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), PING_RCVBUF)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PING_RCVBUF)
+    if not raw:
+        return  # a ping socket only hands us replies to our own requests
+    with contextlib.suppress(OSError):
+        reply = ECHO_REPLY[family]
+        if family is Family.INET:  # a set bit blocks that ICMP type
+            sock.setsockopt(_SOL_RAW, _ICMP_FILTER, struct.pack("=I", ~(1 << reply) & 0xFFFFFFFF))
+        else:
+            words = [0xFFFFFFFF] * 8
+            words[reply >> 5] &= ~(1 << (reply & 31)) & 0xFFFFFFFF
+            sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, struct.pack("=8I", *words))
+
+
 def _canonical(address: str) -> bytes:
     """Packed form of an address (scope id dropped), for matching replies to requests."""
     bare = address.split("%", maxsplit=1)[0]
@@ -115,6 +142,7 @@ class _Pinger:
         self.family = family
         self.sock, self.raw = open_ping_socket(family)
         self.sock.setblocking(False)
+        _tune(self.sock, family, raw=self.raw)
         self.ident = (os.getpid() ^ id(self)) & 0xFFFF
         self.want = ECHO_REPLY[family]
         self.users = 0
