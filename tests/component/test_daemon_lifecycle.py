@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -102,6 +103,10 @@ def test_start_status_pulse_reload_badreload_stop(tmp_path: Path, rundir: Path) 
         wait_for("the failed reload", lambda: read_state(rundir, "lvs.cf")["failed_reloads"] == 1)
         log = (tmp_path / "ldirectord.log").read_text()
         assert f"Error reading file {cfg}: {cfg}:" in log
+        assert re.search(
+            rf"Reloaded {re.escape(str(cfg))} in [0-9.]+ s \(reading [0-9.]+ s, kernel table [0-9.]+ s\)",
+            log,
+        )
         assert "the running configuration is unchanged" in log
         assert weights() == [1, 5]
         assert _table(rundir, "lvs.cf") == table_before  # the table is untouched

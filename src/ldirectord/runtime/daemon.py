@@ -367,6 +367,7 @@ class Daemon:
     async def reload(self) -> bool:
         """Validate the whole new config, then hand it to the Director; else keep the old one."""
         path = self.options.config_path
+        began = time.monotonic()
         try:
             new = await asyncio.wait_for(asyncio.to_thread(load_config, path), CONFIG_LOAD_TIMEOUT)
         except ConfigError as exc:
@@ -390,6 +391,7 @@ class Daemon:
         self.status = DaemonStatus.RELOADING
         self.notifier.reloading()
         assert self._director is not None
+        read = time.monotonic()
         try:
             await self._director.reload(new)
         except Exception as exc:
@@ -398,6 +400,11 @@ class Daemon:
             self.status = DaemonStatus.RUNNING
             self.notifier.ready(self.summary())
             return False
+        done = time.monotonic()
+        self.logger.log(
+            f"Reloaded {path} in {done - began:.2f} s "
+            f"(reading {read - began:.2f} s, kernel table {done - read:.2f} s)"
+        )
         old, self.config = self.config, new
         await self.instances.reload(old.globals.execute, new.globals.execute)
         self.counters.reloads += 1
