@@ -126,3 +126,53 @@ def test_the_writer_renders_callable_content_on_its_own_thread(tmp_path: Path) -
     assert not (tmp_path / "bad").exists()
     assert [p for p, _ in errors] == [str(tmp_path / "bad")]
     assert "a bug" in str(errors[0][1])
+
+
+def test_the_state_file_keeps_to_its_cpu_budget_and_forced_beats_always_write(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from ldirectord.runtime.pulse import STATE_BUDGET
+
+    writer = FileWriter(lambda path, exc: None)
+    encodings: list[float] = []
+    cost = 0.03
+
+    def render_state(wall: float) -> Callable[[], bytes]:
+        def encode() -> bytes:
+            time.sleep(cost)  # a big state file's JSON
+            encodings.append(wall)
+            return b"state\n"
+
+        return encode
+
+    pulse = Pulse(
+        str(tmp_path / "x.pulse"),
+        writer=writer,
+        notifier=Notifier(env={}),
+        render=lambda wall: b"pulse\n",
+        state_path=str(tmp_path / "x.state"),
+        render_state=render_state,
+        min_interval=0.0,
+    )
+    try:
+        assert pulse.beat(force=True)
+        assert writer.flush(5)
+        assert pulse.state_cost >= cost
+        began = time.monotonic()
+        while time.monotonic() - began < STATE_BUDGET * cost * 0.8:
+            assert pulse.beat()  # the pulse always beats ...
+            time.sleep(0.005)
+        assert writer.flush(5)
+        assert len(encodings) == 1 and pulse.state_skipped > 0  # ... the state waits its turn
+        time.sleep(STATE_BUDGET * cost * 0.3)
+        assert pulse.beat()
+        assert writer.flush(5)
+        assert len(encodings) == 2  # its budget allows the next one
+        assert pulse.beat(force=True)
+        assert writer.flush(5)
+        assert len(encodings) == 3  # a forced beat (start, reload, stop) always writes it
+        assert (tmp_path / "x.state").read_bytes() == b"state\n"
+    finally:
+        writer.close()

@@ -31,6 +31,11 @@ from collections.abc import Callable
 from ldirectord.runtime.sdnotify import Notifier
 
 ERROR_EVERY = 60.0  # seconds between two log lines about a failing pulse write
+#: The state file may cost at most 1/STATE_BUDGET of one CPU: after an encoding that took d
+#: seconds the next one waits STATE_BUDGET * d (at 10,000 reals ~0.2 s of JSON, so every
+#: ~2 s instead of every beat). The pulse itself is never held back; forced beats (start,
+#: reload, stop) always write the state too.
+STATE_BUDGET = 10.0
 
 #: What a file's content is: bytes, or a function the writer thread calls to render them (so
 #: encoding a large state file never runs on the event loop; the caller captures an immutable
@@ -177,6 +182,9 @@ class Pulse:
         #: the one beat scheduled on the loop (trailing or after the current callback), if any
         self._pending: asyncio.Handle | None = None
         self._closed = False
+        self.state_cost = 0.0  # seconds the last state encoding took (on the writer thread)
+        self._state_next = 0.0  # monotonic time before which a state write is skipped
+        self.state_skipped = 0
 
     def due(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
@@ -191,7 +199,7 @@ class Pulse:
         if not force and not self.due(now):
             self._schedule(now)
             return False
-        self._beat(now)
+        self._beat(now, force=force)
         return True
 
     def progress(self) -> None:
@@ -229,7 +237,7 @@ class Pulse:
             self.scheduled += 1
             self._beat(time.monotonic())
 
-    def _beat(self, now: float) -> None:
+    def _beat(self, now: float, *, force: bool = False) -> None:
         if self._pending is not None:  # this beat carries everything up to now
             self._pending.cancel()
             self._pending = None
@@ -238,8 +246,30 @@ class Pulse:
         wall = time.time()
         self._writer.submit(self.path, self._render(wall))
         if self.state_path is not None and self._render_state is not None:
-            self._writer.submit(self.state_path, self._render_state(wall))
+            if force or now >= self._state_next:
+                self._writer.submit(self.state_path, self._timed(self._render_state(wall)))
+                self._state_next = now + STATE_BUDGET * self.state_cost
+            else:
+                self.state_skipped += 1
         self._notifier.watchdog()
+
+    def _timed(self, content: Content) -> Content:
+        """content, measuring how long its encoding takes (for the state file's budget)."""
+        if not callable(content):
+            return content
+
+        def render() -> bytes:
+            began = time.perf_counter()
+            try:
+                return content()
+            finally:
+                self.state_cost = cost = time.perf_counter() - began
+                # the next encoding starts STATE_BUDGET * cost after this one started
+                self._state_next = max(
+                    self._state_next, time.monotonic() + (STATE_BUDGET - 1) * cost
+                )
+
+        return render
 
 
 class ErrorGate:
