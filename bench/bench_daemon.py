@@ -393,7 +393,8 @@ writes / reads (strace)*: the IPVS requests of one more reload counted with `str
 and dests; reads: dumps and gets; a reads figure above 2 for ours includes the periodic
 re-verifying dump when it fell in the traced window). *fill* is the start-up with no checks: spawn until all {n} reals are in the
 table (capped at 120 s; a daemon that does not fill it is not reloaded). The same is repeated with
-1,000 reals. Perl ldirectord is not run: its cold start alone is three `ipvsadm` processes per
+1,000 reals. *own log*: what ours logged each reload cost, median (reading and validating the
+file; the kernel table: dump, plan and changes). Perl ldirectord is not run: its cold start alone is three `ipvsadm` processes per
 real.
 """
 
@@ -465,6 +466,11 @@ def _reload_row(daemon: str, n: int, reloads: int, reason: str | None) -> tuple[
         ),
         "fill s": r.get("fill_s") if r.get("fill_s") is not None else f"> {FILL_CAP}",
     }
+    own = r.get("own_timings") or []
+    if own:
+        row["own log: reading / kernel s"] = (
+            f"{median(t['reading'] for t in own):.2f} / {median(t['kernel'] for t in own):.2f}"
+        )
     if r.get("error"):
         words = " ".join(str(r["error"]).split())
         row["error"] = words if len(words) <= 260 else f"{words[:90]} … {words[-160:]}"

@@ -171,6 +171,21 @@ async def traced_reload(
     return result | count_netlink(trace)
 
 
+# Ours logs what each reload cost: "Reloaded <cfg> in T s (reading R s, kernel table K s)".
+OWN_TIMING = re.compile(
+    r"Reloaded \S+ in ([0-9.]+) s \(reading ([0-9.]+) s, kernel table ([0-9.]+) s\)"
+)
+
+
+def own_timings(path: str) -> list[dict[str, float]]:
+    """The reload costs the daemon logged itself (ours only; empty for the others)."""
+    with open(path, errors="replace") as fh:
+        found = [OWN_TIMING.search(line) for line in fh if "DEBUG" not in line]
+    return [
+        {"total": float(m[1]), "reading": float(m[2]), "kernel": float(m[3])} for m in found if m
+    ]
+
+
 async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
     reals = fleet_addresses(spec["n"])
     workdir = tempfile.mkdtemp(prefix=f"bench-reload-{spec['daemon']}-")
@@ -197,6 +212,7 @@ async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
             out["reloads"].append(await one_reload(daemon, workdir, reals, i, spec["cap"]))
         if spec.get("strace"):
             out["ops"] = await traced_reload(daemon, workdir, reals, spec["reloads"], spec["cap"])
+        out["own_timings"] = own_timings(daemon.log_path)
         if daemon.exited() is not None:
             out["error"] = f"daemon exited {daemon.exited()}: {daemon.log_tail()}"
     except Exception as exc:
