@@ -651,7 +651,9 @@ def test_imports_only_stdlib_and_pulse_format(pulse: Path) -> None:
     }
     foreign = [m for m in loaded if m.split(".")[0] not in sys.stdlib_module_names | {"ldirectord"}]
     assert foreign == []
-    assert not {"asyncio", "typing", "argparse", "threading"} & set(loaded)
+    assert not {"asyncio", "typing", "argparse", "threading", "dataclasses", "json", "re"} & set(
+        loaded
+    )
 
 
 def test_empty_pulse_does_not_import_the_format_module(pulse: Path) -> None:
