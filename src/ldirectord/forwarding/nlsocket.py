@@ -104,7 +104,7 @@ class GenlSocket:
                 parts.append(nl.request(self.family, cmd, self._version, seq, body, dump=False))
             self._sock.send(b"".join(parts))
             while pending:
-                for msg in nl.messages(await self._recv()):
+                for msg in await self._messages():
                     if msg.kind == nl.NLMSG_ERROR and msg.seq in pending:
                         results[pending.pop(msg.seq)] = msg.error
         return results
@@ -114,7 +114,7 @@ class GenlSocket:
         self._sock.send(build(seq))
         bodies: list[memoryview] = []
         while True:
-            for msg in nl.messages(await self._recv()):
+            for msg in await self._messages():
                 if msg.seq != seq:
                     continue  # a late answer to an earlier request
                 if msg.kind == nl.NLMSG_ERROR:
@@ -126,6 +126,15 @@ class GenlSocket:
                         raise NetlinkError(msg.error)
                     return bodies  # the end of a dump
                 bodies.append(msg.body)  # a dump entry, or an answer followed by its ack
+
+    async def _messages(self) -> list[nl.Message]:
+        """The messages of the next datagram; a malformed one is a socket error (EPROTO), so
+        the backend drops this socket like any other IO failure."""
+        data = await self._recv()
+        try:
+            return list(nl.messages(data))
+        except ValueError as exc:
+            raise OSError(errnos.EPROTO, f"malformed netlink answer: {exc}") from None
 
     async def _recv(self) -> bytes:
         """One datagram (copied: the receive buffer is reused)."""
