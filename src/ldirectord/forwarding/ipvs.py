@@ -184,9 +184,12 @@ class IpvsBackend:
             self._drop_socket()
 
     async def usable(self) -> str | None:
-        """None when this backend works here (a dump succeeds), else why not."""
+        """None when this backend works here, else why not. Asks the kernel for IPVS_CMD_GET_INFO
+        (its version): it needs ip_vs and CAP_NET_ADMIN like every IPVS command, without
+        dumping a table that may hold 10,000 reals (start-up dumps it right after)."""
         try:
-            await self.dump()
+            async with self._lock:
+                await self._call(wire.CMD_GET_INFO, b"", what="info", dump=False)
         except BackendError as exc:
             return _why(exc)
         return None

@@ -61,6 +61,7 @@ COMMANDS = {
     CMD_SET_DEST: ("dest", "set"),
     CMD_DEL_DEST: ("dest", "del"),
     CMD_GET_DEST: ("dest", "dump"),
+    CMD_GET_INFO: ("info", "get"),
 }
 
 CMD_ATTR_SERVICE, CMD_ATTR_DEST = 1, 2
