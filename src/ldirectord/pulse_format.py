@@ -339,7 +339,6 @@ class _ScanContext:
     object_pairs_hook = None
     parse_float = float
     parse_int = int
-    memo: ClassVar[dict[str, object]] = {}
 
     @staticmethod
     def parse_constant(name: str) -> object:

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 from ldirectord.checks.base import CheckFailed, CheckTarget, Outcome, Reason, set_phase
 from ldirectord.config.model import Family
+from ldirectord.sockopts import raise_rcvbuf
 
 ECHO_REQUEST = {Family.INET: 8, Family.INET6: 128}
 ECHO_REPLY = {Family.INET: 0, Family.INET6: 129}
@@ -102,10 +103,7 @@ def _tune(sock: socket.socket, family: Family, *, raw: bool) -> None:
     our own echo requests to local addresses included), a kernel filter passing only echo
     replies. Best effort: a socket left untuned still works, with more chance of loss."""
     with contextlib.suppress(OSError):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), PING_RCVBUF)
-        except PermissionError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PING_RCVBUF)
+        raise_rcvbuf(sock, PING_RCVBUF)
     if not raw:
         return  # a ping socket only hands us replies to our own requests
     with contextlib.suppress(OSError):

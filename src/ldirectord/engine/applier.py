@@ -1,8 +1,8 @@
 """The applier: the one way a change reaches the kernel.
 
 Owns how ops are applied: in the order the reconciler gave, in batches (the IPVS backend sends
-a batch in few netlink datagrams), each backend call under a deadline; a mirror of the kernel table (an in-memory DryRunBackend) that follows every
-op we apply, so plans are computed without dumping the kernel each time; and what happens when
+a batch in few netlink datagrams), each backend call under a deadline; a mirror of the kernel
+table (an in-memory DryRunBackend) that follows every op we apply, so plans are computed without dumping the kernel each time; and what happens when
 the kernel refuses something (someone changed the table behind our back, netlink hiccups):
 the table is dumped again and the plan recomputed, a bounded number of times. It never raises
 for a backend failure; it returns False and the caller retries later.

@@ -34,6 +34,7 @@ from ldirectord.forwarding.base import (
     ServiceKey,
     ServiceSpec,
     canonical_sched_flags,
+    default_netmask,
 )
 from ldirectord.health.machine import Health, State
 
@@ -80,10 +81,6 @@ def canonical(address: str) -> str:
         return str(ipaddress.ip_address(address.strip("[]")))
     except ValueError:
         return address
-
-
-def default_netmask(family: Family) -> str:
-    return "128" if family is Family.INET6 else "255.255.255.255"
 
 
 def service_key(virtual: VirtualService) -> ServiceKey:

@@ -38,6 +38,11 @@ class ServiceKey:
         return f"{host}:{self.port}"
 
 
+def default_netmask(family: Family) -> str:
+    """The netmask a service without persistence has (and dumps): see the rules above."""
+    return "128" if family is Family.INET6 else "255.255.255.255"
+
+
 # --- scheduler flags (ipvsadm -b): the bits and the names ipvsadm -Ln shows per scheduler ----
 
 _SCHED_BITS = (0x8, 0x10, 0x20)

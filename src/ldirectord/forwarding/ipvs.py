@@ -216,29 +216,35 @@ class IpvsBackend:
             self._sock = await self._connect()
         return self._sock
 
+    async def _on_socket(self, limit: float, work: Callable[[Transport], Awaitable[T]]) -> T:
+        """work(socket) within ``limit`` seconds. After anything but a kernel's answer (a
+        deadline, a socket error, a cancellation: a late answer may still arrive) the socket is
+        dropped and a fresh one opened on next use; the exception goes on to the caller."""
+        try:
+            async with asyncio.timeout(limit):
+                return await work(await self._socket())
+        except NetlinkError:
+            raise  # the kernel answered: the caller decides
+        except BaseException:
+            self._drop_socket()
+            raise
+
     async def _call(self, cmd: int, body: bytes, *, what: str, dump: bool) -> list[memoryview]:
         """One request under its deadline; errors become BackendError (socket reset on IO ones).
         A dump is one request answered by one message per entry: with 10,000 reals (and a
         slow guest kernel) it takes longer than a single change, so it gets the dump deadline."""
         limit = self._dump_deadline if dump else self._call_timeout
         try:
-            async with asyncio.timeout(limit):
-                sock = await self._socket()
-                return await sock.call(cmd, body, dump=dump)
+            return await self._on_socket(limit, lambda sock: sock.call(cmd, body, dump=dump))
         except NetlinkError as exc:
             if dump or exc.code not in _KERNEL_ANSWERS:
                 self._drop_socket()
             raise BackendError(f"{what}: {os.strerror(exc.code)}", errno=exc.code) from exc
         except TimeoutError as exc:
-            self._drop_socket()
             msg = f"{what}: netlink did not answer within {limit} s"
             raise BackendError(msg, errno=errno.ETIMEDOUT) from exc
         except OSError as exc:
-            self._drop_socket()
             raise BackendError(f"{what}: {exc.strerror or exc}", errno=exc.errno) from exc
-        except asyncio.CancelledError:
-            self._drop_socket()  # its answer may still arrive: never reuse this socket
-            raise
 
     async def _send(self, ops: Sequence[Op]) -> list[int]:
         """Send ops as one batch; each one's errno (0: done). A socket failure or a deadline
@@ -247,21 +253,15 @@ class IpvsBackend:
         requests = [wire.encode(op, self._keys) for op in ops]
         limit = self._call_timeout + PER_OP_S * len(ops)
         try:
-            async with asyncio.timeout(limit):
-                sock = await self._socket()
-                return await sock.batch(requests)
+            return await self._on_socket(limit, lambda sock: sock.batch(requests))
         except NetlinkError as exc:  # opening the socket: e.g. no ip_vs
             self._drop_socket()
-            return [exc.code] * len(ops)
+            code = exc.code
         except TimeoutError:
-            self._drop_socket()
-            return [errno.ETIMEDOUT] * len(ops)
+            code = errno.ETIMEDOUT
         except OSError as exc:
-            self._drop_socket()
-            return [exc.errno or errno.EIO] * len(ops)
-        except asyncio.CancelledError:
-            self._drop_socket()
-            raise
+            code = exc.errno or errno.EIO
+        return [code] * len(ops)
 
     # --- dump ------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from ldirectord.forwarding.base import (
     Op,
     ServiceKey,
     ServiceSpec,
+    default_netmask,
     sched_flag_bits,
     sched_flag_names,
 )
@@ -79,10 +80,6 @@ _PROTO_BACK = {v: k for k, v in PROTO.items()}
 AF: dict[Family, int] = {Family.INET: socket.AF_INET, Family.INET6: socket.AF_INET6}
 _AF_BACK = {v: k for k, v in AF.items()}
 _FLAGS = struct.Struct("=II")
-
-
-def default_netmask(family: Family) -> str:
-    return "128" if family is Family.INET6 else "255.255.255.255"
 
 
 def _addr(address: str) -> bytes:

@@ -60,10 +60,6 @@ def nested(kind: int, *attrs: bytes) -> bytes:
     return attr(kind | NLA_F_NESTED, b"".join(attrs))
 
 
-def u8(kind: int, value: int) -> bytes:
-    return attr(kind, struct.pack("=B", value))
-
-
 def u16(kind: int, value: int) -> bytes:
     return attr(kind, struct.pack("=H", value))
 
@@ -152,13 +148,6 @@ def messages(data: bytes | memoryview) -> Iterator[Message]:
         elif kind not in (NLMSG_NOOP, NLMSG_OVERRUN):
             yield Message(kind, flags, seq, body=payload[_GENLHDR.size :])
         at += _pad(size)
-
-
-def family_request(name: str, seq: int) -> bytes:
-    """CTRL_CMD_GETFAMILY for name (the answer carries CTRL_ATTR_FAMILY_ID)."""
-    return request(
-        GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1, seq, string(CTRL_ATTR_FAMILY_NAME, name), dump=False
-    )
 
 
 def family_id(body: memoryview) -> int | None:

@@ -24,18 +24,16 @@ import asyncio
 import errno as errnos
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ldirectord.forwarding import netlink as nl
+from ldirectord.sockopts import raise_rcvbuf
 
 #: Requests per datagram in a batch (their acks must fit the receive buffer at once).
 WINDOW = 128
 #: Receive buffer asked for; a dump datagram is at most 32 KiB, an ack's skb about 1 KiB.
 RCVBUF = 4 << 20
 _RECV_SIZE = 1 << 17
-
-#: build(seq) -> the request datagram
-_Build = Callable[[int], bytes]
 
 
 class NetlinkError(Exception):
@@ -64,11 +62,12 @@ class GenlSocket:
         try:
             sock.setblocking(False)
             sock.bind((0, 0))
-            _raise_rcvbuf(sock)
+            raise_rcvbuf(sock, RCVBUF)
             sock.setsockopt(nl.SOL_NETLINK, nl.NETLINK_CAP_ACK, 1)  # acks without the request
             ctrl = cls(sock, nl.GENL_ID_CTRL, 1)
+            name_attr = nl.string(nl.CTRL_ATTR_FAMILY_NAME, name)
             found = None
-            for body in await ctrl._exchange(lambda seq: nl.family_request(name, seq)):
+            for body in await ctrl.call(nl.CTRL_CMD_GETFAMILY, name_attr):
                 found = nl.family_id(body) or found
             if found is None:
                 raise NetlinkError(errnos.ENOENT)
@@ -86,9 +85,18 @@ class GenlSocket:
 
     async def call(self, cmd: int, body: bytes, *, dump: bool = False) -> list[memoryview]:
         """One request; its answer's bodies (empty for a plain ack). NetlinkError on refusal."""
-        return await self._exchange(
-            lambda seq: nl.request(self.family, cmd, self._version, seq, body, dump=dump)
-        )
+        seq = self._next_seq()
+        self._sock.send(nl.request(self.family, cmd, self._version, seq, body, dump=dump))
+        bodies: list[memoryview] = []
+        while True:
+            for msg in await self._messages():
+                if msg.seq != seq:
+                    continue  # a late answer to an earlier request
+                if msg.kind in (nl.NLMSG_ERROR, nl.NLMSG_DONE):  # the ack, or the dump's end
+                    if msg.error:
+                        raise NetlinkError(msg.error)
+                    return bodies
+                bodies.append(msg.body)  # a dump entry, or an answer followed by its ack
 
     async def batch(self, requests: Sequence[tuple[int, bytes]]) -> list[int]:
         """Send each (cmd, body) as an acknowledged request, WINDOW per datagram; each one's
@@ -108,24 +116,6 @@ class GenlSocket:
                     if msg.kind == nl.NLMSG_ERROR and msg.seq in pending:
                         results[pending.pop(msg.seq)] = msg.error
         return results
-
-    async def _exchange(self, build: _Build) -> list[memoryview]:
-        seq = self._next_seq()
-        self._sock.send(build(seq))
-        bodies: list[memoryview] = []
-        while True:
-            for msg in await self._messages():
-                if msg.seq != seq:
-                    continue  # a late answer to an earlier request
-                if msg.kind == nl.NLMSG_ERROR:
-                    if msg.error:
-                        raise NetlinkError(msg.error)
-                    return bodies  # the ack ends a plain request
-                if msg.kind == nl.NLMSG_DONE:
-                    if msg.error:
-                        raise NetlinkError(msg.error)
-                    return bodies  # the end of a dump
-                bodies.append(msg.body)  # a dump entry, or an answer followed by its ack
 
     async def _messages(self) -> list[nl.Message]:
         """The messages of the next datagram; a malformed one is a socket error (EPROTO), so
@@ -162,11 +152,3 @@ class GenlSocket:
             await ready
         finally:
             loop.remove_reader(fd)
-
-
-def _raise_rcvbuf(sock: socket.socket) -> None:
-    so_rcvbufforce = getattr(socket, "SO_RCVBUFFORCE", 33)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, so_rcvbufforce, RCVBUF)
-    except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)

@@ -248,6 +248,7 @@ class Pulse:
         if self.state_path is not None and self._render_state is not None:
             if force or now >= self._state_next:
                 self._writer.submit(self.state_path, self._timed(self._render_state(wall)))
+                # until this encoding ends and sets the real time, hold off by the last cost
                 self._state_next = now + STATE_BUDGET * self.state_cost
             else:
                 self.state_skipped += 1
